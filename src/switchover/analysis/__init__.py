@@ -1,0 +1,1 @@
+"""Pure analysis: gates, statistics and verdicts. No sockets, no clocks, no adapters."""

@@ -1,0 +1,1 @@
+"""Databases by URL, aggregate checks, row diff, backfill, CDC (PostgreSQL, MySQL/MariaDB, SQLite)."""

@@ -1,0 +1,1 @@
+"""The controller: step kinds, journal (state store), operator commands, controller HTTP API."""

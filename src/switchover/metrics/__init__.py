@@ -1,0 +1,1 @@
+"""Metrics providers: where observations of each role come from (``base.MetricsProvider``)."""

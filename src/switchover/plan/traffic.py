@@ -1,0 +1,98 @@
+"""`traffic:` the router that moves users (built-in proxy by default) and its settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from switchover.plan.common import Duration, HostPort, SecretRef, Strict
+
+
+class Sticky(Strict):
+    """Sticky routing key: a user keeps their side while the weight is unchanged, and moves monotonically."""
+
+    header: str | None = None
+    cookie: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Sticky:
+        if (self.header is None) == (self.cookie is None):
+            raise ValueError("sticky takes exactly one of header or cookie")
+        return self
+
+
+class Retry(Strict):
+    """Retry of idempotent requests that failed on the candidate, on stable (Envoy's previous_hosts)."""
+
+    enabled: bool = True
+    budget: float = Field(0.2, ge=0, le=1, description="at most this share of extra requests")
+
+
+class Ejection(Strict):
+    """Passive outlier ejection of the candidate."""
+
+    consecutive_failures: int = Field(5, ge=1)
+    base_time: Duration = 30.0
+
+
+class ProxyLimits(Strict):
+    connect_timeout: Duration = 2.0
+    response_timeout: Duration = 30.0
+    header_timeout: Duration = 10.0
+    max_header_bytes: int = 65536
+    max_body_bytes: int = 100 * 1024 * 1024 * 1024
+    body_copy_cap: int = Field(64 * 1024, description="bodies up to this size are copied for mirror and retry")
+    max_in_flight: int = Field(1024, ge=1, description="per upstream; beyond it 503 with Retry-After")
+    max_mirrors_in_flight: int = Field(64, ge=1)
+
+
+class NginxRouter(Strict):
+    """`traffic.nginx`: owned by the adapters issue."""
+
+    config_path: str = "/etc/nginx/conf.d/switchover.conf"
+    reload: list[str] = ["nginx", "-s", "reload"]
+    test: list[str] = ["nginx", "-t"]
+
+
+class IstioRouter(Strict):
+    namespace: str = "default"
+    host: str
+    stable_subset: str = "stable"
+    candidate_subset: str = "candidate"
+    virtual_service: str | None = None
+    destination_rule: str | None = None
+
+
+class Route53Router(Strict):
+    zone_id: str
+    record_name: str
+    record_type: str = "A"
+    ttl: int = 60
+    stable_value: str
+    candidate_value: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+
+class CommandRouter(Strict):
+    set_weight: list[str] = Field(min_length=1, description="argv; {weight} and {mirror} are substituted")
+    get_weight: list[str] = Field(min_length=1, description="argv; prints the candidate weight")
+    timeout: Duration = 30.0
+
+
+class Traffic(Strict):
+    driver: Literal["proxy", "nginx", "istio", "route53", "command"] = "proxy"
+    listen: HostPort = "127.0.0.1:8080"
+    admin: HostPort = "127.0.0.1:9901"
+    admin_token: SecretRef | None = None
+    sticky: Sticky | None = None
+    workers: int = Field(1, ge=1)
+    state_file: str | None = None
+    retry: Retry = Retry()
+    ejection: Ejection = Ejection()
+    limits: ProxyLimits = ProxyLimits()
+    nginx: NginxRouter | None = None
+    istio: IstioRouter | None = None
+    route53: Route53Router | None = None
+    command: CommandRouter | None = None
