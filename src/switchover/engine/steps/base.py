@@ -115,7 +115,21 @@ class Step(Protocol):
 
 
 # step kind -> "module:Class". A kind in plan.steps.STEP_MODELS but not here is "not supported yet".
+# Pre-filled with every kind the plan knows; a kind whose module does not exist yet is "not supported".
 STEPS: dict[str, str] = {
+    "canary": "switchover.engine.steps.traffic:CanaryStep",
+    "pause": "switchover.engine.steps.traffic:PauseStep",
+    "hold": "switchover.engine.steps.traffic:HoldStep",
+    "manual": "switchover.engine.steps.runbook:ManualStep",
+    "webhook": "switchover.engine.steps.runbook:WebhookStep",
+    "command": "switchover.engine.steps.runbook:CommandStep",
+    "preflight": "switchover.engine.steps.preflight:PreflightStep",
+    "shadow": "switchover.engine.steps.shadow:ShadowStep",
+    "verify": "switchover.engine.steps.verify:VerifyStep",
+    "backfill": "switchover.engine.steps.movement:BackfillStep",
+    "cdc": "switchover.engine.steps.movement:CdcStep",
+    "dual_write": "switchover.engine.steps.movement:DualWriteStep",
+    "finalize": "switchover.engine.steps.movement:FinalizeStep",
 }
 
 
