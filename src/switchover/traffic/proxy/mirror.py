@@ -124,13 +124,28 @@ class Mirror:
 class MirrorCopy:
     """One mirrored request to the candidate (a ``Receiver`` for its upstream connection)."""
 
-    __slots__ = ("body", "chunks", "conn", "data", "head_only", "headers", "mirror", "pair", "size", "started",
+    __slots__ = ("chunks", "conn", "data", "head_only", "headers", "mirror", "pair", "size", "started",
                  "status")
 
     def __init__(self, mirror: Mirror, exchange: Exchange, body: bytes, pair: PairSlot | None) -> None:
         self.mirror = mirror
         self.pair = pair
         self.head_only = exchange.method == b"HEAD"
+        if (not exchange.chunked and exchange.role == "stable" and exchange._head is not None
+                and exchange.headers[-1] != (b"host", b"")):
+            # The user's request head, already built, plus the shadow mark: no second pass over headers.
+            self.data = exchange._head[:-2] + b"x-switchover-shadow: 1\r\n\r\n" + body
+        else:
+            self.data = self._build_head(mirror, exchange, body) + body
+        self.conn: UpstreamConn | None = None
+        self.status = 0
+        self.headers: tuple[tuple[str, str], ...] = ()
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.started = time.monotonic()
+
+    @staticmethod
+    def _build_head(mirror: Mirror, exchange: Exchange, body: bytes) -> bytes:
         lines = [b"%s %s HTTP/1.1\r\n" % (exchange.method, exchange.url)]
         host = mirror.proxy.candidate.host_header
         for name, value in exchange.headers:
@@ -144,14 +159,7 @@ class MirrorCopy:
         if body or exchange.content_length >= 0 or exchange.chunked:
             lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
-        self.data = b"".join(lines) + body
-        self.conn: UpstreamConn | None = None
-        self.status = 0
-        self.headers: tuple[tuple[str, str], ...] = ()
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.started = time.monotonic()
-        self.body = body
+        return b"".join(lines)
 
     async def connect(self) -> None:
         try:
@@ -212,6 +220,9 @@ class MirrorCopy:
         pass
 
     def on_upstream_pause(self, paused: bool) -> None:
+        pass
+
+    def flush(self) -> None:
         pass
 
     def _end(self) -> float:

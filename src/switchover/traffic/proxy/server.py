@@ -61,6 +61,7 @@ class ClientConn(asyncio.Protocol):
         self.write_paused = False
         self.closed = False
         self.upgrading: Exchange | None = None
+        self.out: list[bytes] = []
         self._reset_head()
 
     def _reset_head(self) -> None:
@@ -214,8 +215,21 @@ class ClientConn(asyncio.Protocol):
 
     # -- used by exchanges
     def write(self, data: bytes) -> None:
+        if self.out:
+            self.flush()
         if self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def buffer(self, data: bytes) -> None:
+        """Collect an answer's pieces; flushed in one write (one syscall) per upstream read."""
+        self.out.append(data)
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.out = []
+            if self.transport is not None and not self.closed:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def pause(self, reason: int) -> None:
         if not self.paused and self.transport is not None and not self.closed:
@@ -252,6 +266,7 @@ class ClientConn(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
+            self.flush()
             self.closed = True
             self.transport.close()
 
@@ -456,7 +471,7 @@ class Exchange:
     # -- upstream side (Receiver)
     def on_informational(self, head: bytes) -> None:
         if not self.sent_head and self.version == "1.1":
-            self.client.write(head)
+            self.client.buffer(head)
 
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         proxy = self.proxy
@@ -496,7 +511,7 @@ class Exchange:
             elif self.version == "1.0":
                 out.append(b"connection: keep-alive\r\n")
         out.append(b"\r\n")
-        self.client.write(b"".join(out))
+        self.client.buffer(b"".join(out))
         self.sent_head = True
         if self.pair is not None:
             self.pair.stable_head(status, headers)
@@ -507,9 +522,9 @@ class Exchange:
 
     def on_response_body(self, data: bytes) -> None:
         if self.chunked_out:
-            self.client.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.client.buffer(b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            self.client.write(data)
+            self.client.buffer(data)
         if self.pair is not None:
             self.pair.stable_body(data)
 
@@ -517,7 +532,8 @@ class Exchange:
         if self.done:
             return
         if self.chunked_out:
-            self.client.write(b"0\r\n\r\n")
+            self.client.buffer(b"0\r\n\r\n")
+        self.client.flush()
         conn, self.conn = self.conn, None
         self._release(conn, reusable)
         now = time.monotonic()
@@ -548,6 +564,7 @@ class Exchange:
             self.pair.stable_done(status, now - self.arrived, kind)
         if self.sent_head:  # mid-body: the client cannot be told otherwise
             self.done = True
+            self.client.flush()
             self.client.close()
             return
         side = "candidate" if self.role == "canary" else "stable"
@@ -558,6 +575,9 @@ class Exchange:
 
     def on_tunnel_data(self, data: bytes) -> None:
         self.client.write(data)
+
+    def flush(self) -> None:
+        self.client.flush()
 
     def on_upstream_pause(self, paused: bool) -> None:
         if paused:

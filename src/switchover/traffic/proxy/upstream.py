@@ -27,6 +27,7 @@ class Receiver(Protocol):
     def on_upstream_error(self, kind: str) -> None: ...  # "connect", "reset", "timeout", "protocol"
     def on_tunnel_data(self, data: bytes) -> None: ...
     def on_upstream_pause(self, paused: bool) -> None: ...
+    def flush(self) -> None: ...  # after each read: write what the answer produced, in one go
 
 
 class UpstreamConn(asyncio.Protocol):
@@ -58,11 +59,13 @@ class UpstreamConn(asyncio.Protocol):
             if self.receiver is not None:
                 self.receiver.on_tunnel_data(data)
             return
-        if self.receiver is None:  # bytes nobody asked for: the connection is unusable
+        receiver = self.receiver
+        if receiver is None:  # bytes nobody asked for: the connection is unusable
             self.close()
             return
         try:
             self._parser.feed_data(data)
+            receiver.flush()
         except httptools.HttpParserUpgrade as exc:
             self._tunnel = True
             rest = data[exc.args[0]:]
