@@ -58,7 +58,6 @@ class Proxy:
     def route(self, sticky: bytes | None, now: float) -> tuple[str, bool]:
         """The role that serves a new request, and whether it is the ejected candidate's recovery probe."""
         weight = self.split.candidate_weight
-        self.retry_budget.on_request(now)
         if weight <= 0:
             return "stable", False
         if weight >= 100:

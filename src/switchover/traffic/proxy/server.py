@@ -372,6 +372,8 @@ class Exchange:
         pool = proxy.canary_pool if self.role == "canary" else proxy.stable_pool
         if pool.in_flight >= pool.max_in_flight:
             proxy.stats.overload_rejected += 1
+            if self.retried:
+                proxy.retry_budget.retry_done()
             if self.probe:
                 proxy.ejection.probing = False
             self.respond_local(503, f"{'candidate' if self.role == 'canary' else 'stable'} has too many requests "
@@ -591,7 +593,7 @@ class Exchange:
         if not (proxy.retry_enabled and self.idempotent and not self.retried and not self.upgrade
                 and self.copy is not None):
             return False
-        if not proxy.retry_budget.try_retry(now):
+        if not proxy.retry_budget.try_retry(proxy.stable_pool.in_flight + proxy.canary_pool.in_flight):
             proxy.stats.retries_budget_exhausted += 1
             return False
         return True
@@ -615,6 +617,8 @@ class Exchange:
         if pool is not None:
             pool.in_flight -= 1
             self.pool = None
+            if self.retried:
+                self.proxy.retry_budget.retry_done()
             if conn is not None:
                 if reusable:
                     pool.give_back(conn)
