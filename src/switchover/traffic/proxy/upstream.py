@@ -68,6 +68,7 @@ class UpstreamConn(asyncio.Protocol):
             receiver.flush()
         except httptools.HttpParserUpgrade as exc:
             self._tunnel = True
+            receiver.flush()  # the 101 head first
             rest = data[exc.args[0]:]
             if rest and self.receiver is not None:
                 self.receiver.on_tunnel_data(rest)
