@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from switchover.errors import UserError
@@ -15,6 +16,7 @@ from switchover.traffic.proxy.state import load_split, save_split
 
 if TYPE_CHECKING:
     from switchover.plan import Plan
+    from switchover.traffic.proxy.dataplane import Proxy
     from switchover.traffic.proxy.hooks import MirrorSink
 
 SWEEP_INTERVAL = 0.2  # seconds between timeout sweeps (header, upstream answer, idle keep-alive)
@@ -65,7 +67,38 @@ def serve(config: ProxyConfig, plan: Plan | None = None) -> None:
             sink.close()
 
 
-async def _main(config: ProxyConfig, split: Split, sink: MirrorSink | None) -> None:
+@dataclass
+class Running:
+    """A proxy serving in the current event loop (``start``); ``stop`` drains and closes it."""
+
+    proxy: Proxy
+    server: asyncio.Server
+    admin_server: asyncio.Server
+    listen_port: int
+    admin_port: int
+    sweeping: asyncio.Task[None]
+
+    async def stop(self, drain_timeout: float) -> int:
+        """Stop accepting, let requests in flight finish, close keep-alive connections as they go idle.
+        Returns the number of requests still in flight at the deadline."""
+        loop = asyncio.get_running_loop()
+        self.server.close()
+        proxy = self.proxy
+        proxy.start_draining()
+        deadline = loop.time() + drain_timeout
+        while proxy.busy() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        left = sum(len(c.queue) for c in proxy.conns)
+        self.sweeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.sweeping
+        self.admin_server.close()
+        proxy.close()
+        return left
+
+
+async def start(config: ProxyConfig, split: Split, sink: MirrorSink | None) -> Running:
+    """Listen for users and for the admin API; UserError when an address cannot be bound."""
     from switchover.traffic.proxy.admin import Admin, AdminConn
     from switchover.traffic.proxy.dataplane import Proxy
     from switchover.traffic.proxy.server import ClientConn
@@ -84,34 +117,28 @@ async def _main(config: ProxyConfig, split: Split, sink: MirrorSink | None) -> N
     except OSError as exc:
         server.close()
         raise UserError(f"cannot listen on the admin address {ahost}:{aport}: {exc.strerror}") from None
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    listen_port = server.sockets[0].getsockname()[1]
-    admin_port = admin_server.sockets[0].getsockname()[1]
-    print(f"switchover proxy: app {config.app}: listening on http://{host}:{listen_port}, "
-          f"admin on http://{ahost}:{admin_port}; stable {config.stable.url}, candidate {config.candidate.url}; "
-          f"candidate_weight={split.candidate_weight} mirror_percent={split.mirror_percent}",
-          file=sys.stderr, flush=True)
 
     async def sweeper() -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             proxy.sweep()
 
-    sweeping = loop.create_task(sweeper())
+    return Running(proxy, server, admin_server, server.sockets[0].getsockname()[1],
+                   admin_server.sockets[0].getsockname()[1], loop.create_task(sweeper()))
+
+
+async def _main(config: ProxyConfig, split: Split, sink: MirrorSink | None) -> None:
+    loop = asyncio.get_running_loop()
+    running = await start(config, split, sink)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"switchover proxy: app {config.app}: listening on http://{config.listen[0]}:{running.listen_port}, "
+          f"admin on http://{config.admin[0]}:{running.admin_port}; stable {config.stable.url}, "
+          f"candidate {config.candidate.url}; candidate_weight={split.candidate_weight} "
+          f"mirror_percent={split.mirror_percent}", file=sys.stderr, flush=True)
     await stop.wait()
-    # Drain: stop accepting, let requests in flight finish, close keep-alive connections as they go idle.
-    server.close()
-    proxy.start_draining()
-    deadline = loop.time() + config.drain_timeout
-    while proxy.busy() and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    left = sum(len(c.queue) for c in proxy.conns)
-    print(f"switchover proxy: drained; {left} request(s) still in flight at the deadline" if left
+    print("switchover proxy: draining (no new connections; requests in flight finish)", file=sys.stderr, flush=True)
+    left = await running.stop(config.drain_timeout)
+    print(f"switchover proxy: {left} request(s) still in flight at the drain deadline, exiting" if left
           else "switchover proxy: drained, exiting", file=sys.stderr, flush=True)
-    sweeping.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sweeping
-    admin_server.close()
-    proxy.close()
