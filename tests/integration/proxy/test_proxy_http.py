@@ -52,13 +52,13 @@ def test_100_mb_streamed_both_ways_with_flat_memory(stable: Upstream, candidate:
         upload = client.post(proxy.url + "/upload", content=body())  # a generator: chunked encoding
         assert upload.status_code == 200 and upload.text == str(100 * MB)
         received = 0
-        with client.stream("GET", proxy.url + "/big?n=%d" % (100 * MB)) as response:
+        with client.stream("GET", proxy.url + f"/big?n={100 * MB}") as response:
             assert response.headers["content-length"] == str(100 * MB)
             for chunk in response.iter_raw():
                 received += len(chunk)
         assert received == 100 * MB
         chunked = 0
-        with client.stream("GET", proxy.url + "/big?n=%d&chunked=1" % (20 * MB)) as response:
+        with client.stream("GET", proxy.url + f"/big?n={20 * MB}&chunked=1") as response:
             assert response.headers["transfer-encoding"] == "chunked"
             for chunk in response.iter_bytes():
                 chunked += len(chunk)
