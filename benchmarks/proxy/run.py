@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,29 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    cpu_s: float = 0.0  # CPU seconds the proxy process(es) used during the run
+
+    @property
+    def per_cpu_s(self) -> float:
+        """Requests per CPU-second of the process measured: robust to other load on the machine."""
+        return self.requests / self.cpu_s if self.cpu_s else float("nan")
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` and its children processes (nginx's workers)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / _TICK
+    return total
 
 
 def _ms(text: str) -> float:
@@ -87,7 +111,8 @@ def _ms(text: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
-def wrk(name: str, port: int, duration: int, connections: int) -> Result:
+def wrk(name: str, port: int, duration: int, connections: int, pid: int | None = None) -> Result:
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s",
                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=duration + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
@@ -100,7 +125,9 @@ def wrk(name: str, port: int, duration: int, connections: int) -> Result:
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errors += sum(int(x) for x in m.groups())
-    return Result(name, rps, p50, p99, errors)
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    cpu = cpu_seconds(pid) - cpu_before if pid else 0.0
+    return Result(name, rps, p50, p99, errors, requests, cpu)
 
 
 def switchover(tmp: Path, stable: int, candidate: int, weight: int, mirror: int) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -149,7 +176,8 @@ def slow_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; best-of and median are shown")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--slow-mirror", action="store_true", help="also the mirror-to-a-slow-candidate comparison")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -158,70 +186,96 @@ def main() -> None:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed (scripts/setup-services.sh installs it)")
     procs: list[subprocess.Popen[bytes]] = []
-    results: list[Result] = []
+    runs: dict[str, list[Result]] = {}
+    slow_results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="sw_proxy_bench_") as name:
         tmp = Path(name)
         try:
             up = free_port()
-            procs.append(nginx(tmp, "upstream", f'listen 127.0.0.1:{up} reuseport; location / {{ return 200 "ok\\n"; }}'))
+            procs.append(nginx(tmp, "upstream", f'listen 127.0.0.1:{up}; location / {{ return 200 "ok\\n"; }}'))
             wait_port(up)
             px = free_port()
             procs.append(nginx(tmp, "proxy", f"""listen 127.0.0.1:{px};
   location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}""",
                                f"upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}"))
             wait_port(px)
-            d, c = args.duration, args.connections
-            wrk("warm-up", up, 1, c)
-            results.append(wrk("upstream (nginx static 200)", up, d, c))
-            results.append(wrk("nginx proxy, 1 worker", px, d, c))
             sw, sw_port, _ = switchover(tmp, up, up, 50, 0)
-            wrk("warm-up", sw_port, 1, c)
-            results.append(wrk("switchover, weight 50", sw_port, d, c))
-            stop(sw)
-            sw, sw_port, sw_admin = switchover(tmp, up, up, 50, 20)
-            wrk("warm-up", sw_port, 1, c)
-            results.append(wrk("switchover, weight 50, mirror 20%", sw_port, d, c))
-            with urllib.request.urlopen(f"http://127.0.0.1:{sw_admin}/api/v1/stats") as resp:
+            procs.append(sw)
+            swm, swm_port, swm_admin = switchover(tmp, up, up, 50, 20)
+            procs.append(swm)
+            targets = {UPSTREAM: (up, procs[0].pid), NGINX: (px, procs[1].pid), SW: (sw_port, sw.pid),
+                       SW_MIRROR: (swm_port, swm.pid)}
+            for port, _pid in targets.values():
+                wrk("warm-up", port, 1, args.connections)
+            # Interleaved rounds: every target sees the same background load (the machine is shared).
+            for _ in range(args.rounds):
+                for label, (port, pid) in targets.items():
+                    runs.setdefault(label, []).append(wrk(label, port, args.duration, args.connections, pid))
+            with urllib.request.urlopen(f"http://127.0.0.1:{swm_admin}/api/v1/stats") as resp:
                 mirror_stats = json.load(resp)["mirror"]
-            stop(sw)
             if args.slow_mirror:
-                slow, slow_port = slow_upstream(tmp)
-                procs.append(slow)
-                nm = free_port()
-                procs.append(nginx(tmp, "mirror", f"""listen 127.0.0.1:{nm};
-  location / {{ mirror /_m; proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  location = /_m {{ internal; proxy_pass http://slow$request_uri; proxy_http_version 1.1;
-                   proxy_set_header Connection ""; }}""",
-                                   f"upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}\n"
-                                   f"  upstream slow {{ server 127.0.0.1:{slow_port}; keepalive 64; }}"))
-                wait_port(nm)
-                results.append(wrk("nginx mirror 100% -> 1 s candidate", nm, d, 8))
-                sw, sw_port, _ = switchover(tmp, up, slow_port, 0, 100)
-                results.append(wrk("switchover mirror 100% -> 1 s candidate", sw_port, d, 8))
-                stop(sw)
+                slow_results = slow_mirror(tmp, up, args.duration, procs)
         finally:
             for proc in procs:
                 stop(proc)
-    by = {r.name: r for r in results}
-    ngx = by["nginx proxy, 1 worker"]
-    sw50 = by["switchover, weight 50"]
-    swm = by["switchover, weight 50, mirror 20%"]
+    best = {label: max(results, key=lambda r: r.rps) for label, results in runs.items()}
+    median = {label: statistics.median(r.rps for r in results) for label, results in runs.items()}
+    per_cpu = {label: statistics.median(r.per_cpu_s for r in results) for label, results in runs.items()}
     ratios = {
-        "switchover/nginx req/s": sw50.rps / ngx.rps,
-        "switchover+mirror20/nginx req/s": swm.rps / ngx.rps,
-        "mirror 20% cost (1 - mirror/no mirror)": 1 - swm.rps / sw50.rps,
+        "switchover / nginx req/s (best-of)": best[SW].rps / best[NGINX].rps,
+        "switchover / nginx req/s (median)": median[SW] / median[NGINX],
+        "switchover+mirror20 / nginx (best-of)": best[SW_MIRROR].rps / best[NGINX].rps,
+        "mirror 20% cost, best-of": 1 - best[SW_MIRROR].rps / best[SW].rps,
+        "mirror 20% cost, median": 1 - median[SW_MIRROR] / median[SW],
+        "switchover / nginx req per CPU-second": per_cpu[SW] / per_cpu[NGINX],
+        "mirror 20% cost in CPU per request": 1 - per_cpu[SW_MIRROR] / per_cpu[SW],
     }
     if args.json:
-        print(json.dumps({"results": [r.__dict__ for r in results], "ratios": ratios, "mirror": mirror_stats,
-                          "connections": args.connections, "duration": args.duration, "cpus": os.cpu_count()}))
+        print(json.dumps({"runs": {k: [r.__dict__ for r in v] for k, v in runs.items()},
+                          "slow_mirror": [r.__dict__ for r in slow_results], "ratios": ratios,
+                          "mirror": mirror_stats, "connections": args.connections, "duration": args.duration,
+                          "rounds": args.rounds, "cpus": os.cpu_count()}))
         return
-    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, {os.cpu_count()} CPUs")
-    print(f"{'target':42} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for r in results:
-        print(f"{r.name:42} {r.rps:10.0f} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.errors:7d}")
+    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} interleaved rounds, {os.cpu_count()} CPUs")
+    print(f"{'target':40} {'best req/s':>10} {'median':>8} {'spread':>13} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+          f"{'req/CPU-s':>9}")
+    for label, results in runs.items():
+        b = best[label]
+        low, high = min(r.rps for r in results), max(r.rps for r in results)
+        print(f"{label:40} {b.rps:10.0f} {median[label]:8.0f} {low:6.0f}-{high:<6.0f} {b.p50_ms:7.2f} "
+              f"{b.p99_ms:7.2f} {sum(r.errors for r in results):6d} {per_cpu[label]:9.0f}")
+    for r in slow_results:
+        print(f"{r.name:40} {r.rps:10.0f} {'':8} {'':13} {r.p50_ms:7.2f} {r.p99_ms:7.2f} {r.errors:6d}")
     for label, value in ratios.items():
-        print(f"{label:42} {value:10.2f}")
-    print(f"mirror counters: {mirror_stats}")
+        print(f"{label:40} {value:10.2f}")
+    total = sum(r.requests for r in runs[SW_MIRROR])
+    print(f"mirror counters (switchover, mirror 20%): {mirror_stats}; copies = "
+          f"{mirror_stats['sent'] / max(total, 1):.0%} of its measured requests (only stable's half is mirrored)")
+
+
+UPSTREAM = "upstream (nginx static 200)"
+NGINX = "nginx proxy, 1 worker"
+SW = "switchover, weight 50"
+SW_MIRROR = "switchover, weight 50, mirror 20%"
+
+
+def slow_mirror(tmp: Path, up: int, duration: int, procs: list[subprocess.Popen[bytes]]) -> list[Result]:
+    """nginx `mirror` vs switchover's mirror, both copying every request to a candidate that takes 1 s."""
+    slow, slow_port = slow_upstream(tmp)
+    procs.append(slow)
+    nm = free_port()
+    procs.append(nginx(tmp, "mirror", f"""listen 127.0.0.1:{nm};
+  location / {{ mirror /_m; proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  location = /_m {{ internal; proxy_pass http://slow$request_uri; proxy_http_version 1.1;
+                   proxy_set_header Connection ""; }}""",
+                       f"upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}\n"
+                       f"  upstream slow {{ server 127.0.0.1:{slow_port}; keepalive 64; }}"))
+    wait_port(nm)
+    out = [wrk("nginx mirror 100% -> 1 s candidate, c8", nm, duration, 8)]
+    sw, sw_port, _ = switchover(tmp, up, slow_port, 0, 100)
+    procs.append(sw)
+    out.append(wrk("switchover mirror 100% -> 1 s cand., c8", sw_port, duration, 8))
+    return out
 
 
 if __name__ == "__main__":

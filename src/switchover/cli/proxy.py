@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +17,9 @@ from switchover.traffic.proxy.config import (
     parse_upstream,
 )
 
+if TYPE_CHECKING:
+    from switchover.plan import Plan
+
 
 def _percent(value: int | None, what: str) -> int | None:
     if value is not None and not 0 <= value <= 100:
@@ -27,11 +31,11 @@ def build_config(
     *, plan_path: Path | None, listen: str | None, admin: str | None, stable: str | None, candidate: str | None,
     app_name: str | None, weight: int | None, mirror: int | None, mirror_writes: bool, sticky_header: str | None,
     sticky_cookie: str | None, state_file: Path | None, admin_token: str | None, workers: int | None,
-) -> tuple[ProxyConfig, object | None]:
+) -> tuple[ProxyConfig, Plan | None]:
     """The proxy's configuration: the plan's name, URLs and ``traffic:`` section, flags overriding them."""
     from switchover.plan.traffic import Traffic
 
-    plan = None
+    plan: Plan | None = None
     traffic = Traffic()
     if plan_path is not None:
         from switchover.plan import load_plan
@@ -122,4 +126,4 @@ def proxy(
         plan_path=plan, listen=listen, admin=admin, stable=stable, candidate=candidate, app_name=app_name,
         weight=weight, mirror=mirror, mirror_writes=mirror_writes, sticky_header=sticky_header,
         sticky_cookie=sticky_cookie, state_file=state_file, admin_token=admin_token, workers=workers)
-    serve(config, loaded)  # type: ignore[arg-type]
+    serve(config, loaded)

@@ -537,7 +537,8 @@ class Exchange:
             self.client.buffer(b"0\r\n\r\n")
         self.client.flush()
         conn, self.conn = self.conn, None
-        self._release(conn, reusable)
+        # An upstream that answered before the whole body reached it has a half-sent request: not reusable.
+        self._release(conn, reusable and self.body_done)
         now = time.monotonic()
         self._record(self.status, now)
         if self.pair is not None:
@@ -593,6 +594,8 @@ class Exchange:
         if not (proxy.retry_enabled and self.idempotent and not self.retried and not self.upgrade
                 and self.copy is not None):
             return False
+        if not self.body_done and not 0 <= self.content_length <= proxy.limits.body_copy_cap:
+            return False  # a chunked body still arriving might outgrow the copy: it cannot be replayed
         if not proxy.retry_budget.try_retry(proxy.stable_pool.in_flight + proxy.canary_pool.in_flight):
             proxy.stats.retries_budget_exhausted += 1
             return False
