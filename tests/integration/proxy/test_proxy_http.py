@@ -114,8 +114,16 @@ def test_forwarded_headers_host_and_hop_by_hop(stable: Upstream, candidate: Upst
 
 def test_expect_100_continue_passes_through(stable: Upstream, candidate: Upstream, start_proxy) -> None:
     proxy = start_proxy(stable.url, candidate.url)
-    out = _raw(proxy.url, b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", until=b"}")
-    assert b'"body_length": 5' in out
+    host, port = proxy.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        interim = sock.recv(4096)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the client sent its body
+        sock.sendall(b"hello")
+        out = interim[25:]
+        while b"}" not in out:
+            out += sock.recv(4096)
+    assert b"HTTP/1.1 200" in out and b'"body_length": 5' in out
 
 
 def test_websocket_upgrade_is_tunnelled_to_the_side_chosen(stable: Upstream, candidate: Upstream,

@@ -95,6 +95,9 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             url = urlsplit(target)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             size = 0
+            if headers.get("expect", "").lower() == "100-continue":
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                await writer.drain()
             if url.path != "/upload":
                 async for chunk in body_chunks(reader, headers):
                     size += len(chunk)
