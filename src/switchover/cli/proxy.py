@@ -67,9 +67,8 @@ def build_config(
     if state_file is None:
         state_file = Path(".switchover") / f"{app_name}-proxy.json"
     workers = workers or 1
-    if workers != 1:
-        raise UserError(f"--workers {workers}: only one worker is supported in this build (one process serves all "
-                        "connections; see docs/proxy.md, 'Workers')")
+    if not 1 <= workers <= 64:
+        raise UserError(f"--workers must be within 1-64, got {workers}")
     admin_host, admin_port = parse_host_port(admin or "127.0.0.1:9901", "--admin")
     token = None
     if admin_token is not None:
@@ -117,7 +116,7 @@ def proxy(
     state_file: Path | None = typer.Option(None, "--state-file",
                                            help="where the split is kept [default: .switchover/<app>-proxy.json]"),
     admin_token: str | None = typer.Option(None, "--admin-token", help="env:NAME holding the admin bearer token"),
-    workers: int | None = typer.Option(None, "--workers", help="worker processes (1 in this build)"),
+    workers: int | None = typer.Option(None, "--workers", help="worker processes sharing the port (SO_REUSEPORT) [default: 1]"),
 ) -> None:
     """Run the built-in proxy: split users between stable and candidate, mirror, measure, obey the admin API."""
     from switchover.traffic.proxy.runner import serve

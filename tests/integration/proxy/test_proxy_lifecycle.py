@@ -69,7 +69,7 @@ def test_admin_token_is_required_when_set(stable: Upstream, candidate: Upstream,
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--admin", "0.0.0.0:0"], "not a loopback address: give --admin-token"),
-    (["--workers", "2"], "only one worker"),
+    (["--workers", "100"], "--workers must be within 1-64"),
     (["--weight", "120"], "--weight must be within 0-100"),
     (["--admin-token", "plain-token"], "--admin-token takes env:NAME"),
     (["--admin-token", "env:SW_PROXY_NOT_SET"], "SW_PROXY_NOT_SET is not set"),

@@ -41,7 +41,7 @@ def test_plan_supplies_name_urls_and_traffic(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"admin": "10.0.0.5:9901"}, "not a loopback address"),
-    ({"workers": 4}, "only one worker"),
+    ({"workers": 65}, "--workers must be within 1-64"),
     ({"stable": None}, "give --stable URL"),
     ({"sticky_header": "x-user", "sticky_cookie": "uid"}, "one of --sticky-header or --sticky-cookie"),
     ({"mirror": 101}, "--mirror must be within 0-100"),

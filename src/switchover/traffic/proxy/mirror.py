@@ -91,7 +91,6 @@ class Mirror:
         self.sink = sink
         self.cap = cap
         self.timeout = timeout
-        self.in_flight = 0
 
     def new_pair(self, exchange: Exchange) -> PairSlot | None:
         return PairSlot(self, exchange) if self.sink is not None else None
@@ -102,7 +101,7 @@ class Mirror:
         if exchange.copy is None:  # body beyond the copy cap: streamed to stable only
             exchange.pair = None
             return
-        if self.in_flight >= self.pool.max_in_flight:
+        if self.pool.in_flight >= self.pool.max_in_flight:
             stats.mirror_dropped += 1
             exchange.pair = None
             return
@@ -110,7 +109,6 @@ class Mirror:
         pair = exchange.pair
         if pair is not None:
             pair.body = body
-        self.in_flight += 1
         self.pool.in_flight += 1
         stats.mirror_sent += 1
         copy = MirrorCopy(self, exchange, body, pair)
@@ -226,6 +224,5 @@ class MirrorCopy:
         pass
 
     def _end(self) -> float:
-        self.mirror.in_flight -= 1
         self.mirror.pool.in_flight -= 1
         return time.monotonic() - self.started

@@ -359,8 +359,8 @@ class Exchange:
         self.tunnel_buffer: list[bytes] | None = [] if upgrade else None
         self._head: bytes | None = None
         self.role, self.probe = proxy.route(sticky, arrived)
-        self.mirror_wanted = (self.role == "stable" and not upgrade and proxy.split.mirror_percent > 0
-                              and (self.idempotent or proxy.mirror_writes) and proxy.sample_mirror())
+        self.mirror_wanted = (self.role == "stable" and not upgrade and (self.idempotent or proxy.mirror_writes)
+                              and proxy.sample_mirror())
         self.pair: PairSlot | None = proxy.mirror.new_pair(self) if self.mirror_wanted else None
 
     # -- request side
@@ -375,7 +375,7 @@ class Exchange:
             if self.retried:
                 proxy.retry_budget.retry_done()
             if self.probe:
-                proxy.ejection.probing = False
+                proxy.probe_abandoned()
             self.respond_local(503, f"{'candidate' if self.role == 'canary' else 'stable'} has too many requests "
                                "in flight; retry shortly", extra=b"retry-after: 1\r\n")
             return
@@ -480,12 +480,12 @@ class Exchange:
         if self.role == "canary":
             if status >= 500:
                 now = time.monotonic()
-                proxy.ejection.failure(now)
+                proxy.candidate_failed(now)
                 if self._may_retry(now):
                     self._retry_on_stable(status, now)
                     return
             else:
-                proxy.ejection.success()
+                proxy.candidate_ok()
         self.status = status
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
         has_length = False
@@ -558,7 +558,7 @@ class Exchange:
         now = time.monotonic()
         proxy = self.proxy
         if self.role == "canary" and not self.sent_head:
-            proxy.ejection.failure(now)
+            proxy.candidate_failed(now)
             if self._may_retry(now):
                 self._retry_on_stable(status, now)
                 return
@@ -670,6 +670,6 @@ class Exchange:
                 self._record(499, time.monotonic())  # nginx's "client closed request"
             self._release(conn, False)
         if self.probe:
-            self.proxy.ejection.probing = False
+            self.proxy.probe_abandoned()
         if self.pair is not None:
             self.pair.cancel()
