@@ -4,7 +4,7 @@
 
 Measures, against the same upstream (nginx, 1 worker, answering a static 200 on its own port):
 the upstream directly, nginx as a keep-alive reverse proxy (1 worker), switchover proxy (1 worker)
-at weight 50 with metrics, and the same with mirror 20%. Prints req/s, p50, p99 and the ratios
+at weight 50 with metrics, the same with mirror 20%, and switchover with 2 workers. Prints req/s, p50, p99 and the ratios
 switchover / nginx. With --slow-mirror, also nginx's `mirror` and switchover's mirror (100%) to a
 candidate that answers in 1 s: what users wait for.
 """
@@ -130,13 +130,15 @@ def wrk(name: str, port: int, duration: int, connections: int, pid: int | None =
     return Result(name, rps, p50, p99, errors, requests, cpu)
 
 
-def switchover(tmp: Path, stable: int, candidate: int, weight: int, mirror: int) -> tuple[subprocess.Popen[bytes], int, int]:
+def switchover(tmp: Path, stable: int, candidate: int, weight: int, mirror: int,
+               workers: int = 1) -> tuple[subprocess.Popen[bytes], int, int]:
     port, admin = free_port(), free_port()
     state = tmp / f"sw-{port}.json"
     proc = subprocess.Popen([SWITCHOVER, "proxy", "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
                              "--stable", f"http://127.0.0.1:{stable}", "--candidate", f"http://127.0.0.1:{candidate}",
                              "--app", "bench", "--weight", str(weight), "--mirror", str(mirror),
-                             "--state-file", str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--state-file", str(state), "--workers", str(workers)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     wait_port(admin)
     return proc, port, admin
@@ -203,8 +205,10 @@ def main() -> None:
             procs.append(sw)
             swm, swm_port, swm_admin = switchover(tmp, up, up, 50, 20)
             procs.append(swm)
+            sw2, sw2_port, _ = switchover(tmp, up, up, 50, 0, workers=2)
+            procs.append(sw2)
             targets = {UPSTREAM: (up, procs[0].pid), NGINX: (px, procs[1].pid), SW: (sw_port, sw.pid),
-                       SW_MIRROR: (swm_port, swm.pid)}
+                       SW_MIRROR: (swm_port, swm.pid), SW2: (sw2_port, sw2.pid)}
             for port, _pid in targets.values():
                 wrk("warm-up", port, 1, args.connections)
             # Interleaved rounds: every target sees the same background load (the machine is shared).
@@ -228,6 +232,7 @@ def main() -> None:
         "mirror 20% cost, best-of": 1 - best[SW_MIRROR].rps / best[SW].rps,
         "mirror 20% cost, median": 1 - median[SW_MIRROR] / median[SW],
         "switchover / nginx req per CPU-second": per_cpu[SW] / per_cpu[NGINX],
+        "switchover 2 workers / 1 worker req/s (median)": median[SW2] / median[SW],
         "mirror 20% cost in CPU per request": 1 - per_cpu[SW_MIRROR] / per_cpu[SW],
     }
     if args.json:
@@ -257,6 +262,7 @@ UPSTREAM = "upstream (nginx static 200)"
 NGINX = "nginx proxy, 1 worker"
 SW = "switchover, weight 50"
 SW_MIRROR = "switchover, weight 50, mirror 20%"
+SW2 = "switchover, 2 workers, weight 50"
 
 
 def slow_mirror(tmp: Path, up: int, duration: int, procs: list[subprocess.Popen[bytes]]) -> list[Result]:
