@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # Hop-by-hop headers (RFC 9110 7.6.1): never forwarded; the proxy writes its own framing.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"transfer-encoding", b"upgrade"})
+_SPECIAL_LENGTHS = frozenset(len(n) for n in (*HOP_BY_HOP, b"content-length"))
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 _CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
@@ -490,13 +491,14 @@ class Exchange:
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
         has_length = False
         for name, value in headers:
-            lname = name.lower()
-            if lname in HOP_BY_HOP:
-                if status == 101 and lname == b"upgrade":
-                    out.append(name + b": " + value + b"\r\n")
-                continue
-            if lname == b"content-length":
-                has_length = True
+            if len(name) in _SPECIAL_LENGTHS:  # cheap filter before lower()
+                lname = name.lower()
+                if lname in HOP_BY_HOP:
+                    if status == 101 and lname == b"upgrade":
+                        out.append(name + b": " + value + b"\r\n")
+                    continue
+                if lname == b"content-length":
+                    has_length = True
             out.append(name + b": " + value + b"\r\n")
         no_body = self.method == b"HEAD" or status in (204, 304) or status < 200
         if status == 101:

@@ -31,7 +31,7 @@ class Receiver(Protocol):
 
 
 class UpstreamConn(asyncio.Protocol):
-    __slots__ = ("_close_delimited", "_head_only", "_headers", "_keep_alive", "_parser", "_reason", "_status", "_tunnel",
+    __slots__ = ("_close_delimited", "_framed", "_head_only", "_headers", "_keep_alive", "_parser", "_reason", "_status", "_tunnel",
                  "alive", "deadline", "pool", "receiver", "transport")
 
     def __init__(self, pool: Pool) -> None:
@@ -45,6 +45,7 @@ class UpstreamConn(asyncio.Protocol):
         self._reason = b""
         self._head_only = False  # HEAD: the answer has no body, whatever its Content-Length says
         self._close_delimited = False
+        self._framed = False
         self._keep_alive = True
         self._status = 0
         self._tunnel = False
@@ -105,6 +106,10 @@ class UpstreamConn(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
+        if len(name) in (14, 17):  # cheap filter before lower(): content-length, transfer-encoding
+            lname = name.lower()
+            if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
+                self._framed = True
 
     def on_headers_complete(self) -> None:
         self.deadline = None
@@ -112,6 +117,7 @@ class UpstreamConn(asyncio.Protocol):
         self._status = status
         headers, self._headers = self._headers, []
         reason, self._reason = self._reason, b""
+        framed, self._framed = self._framed, False
         receiver = self.receiver
         if receiver is None:
             return
@@ -119,11 +125,6 @@ class UpstreamConn(asyncio.Protocol):
             head = b"HTTP/1.1 %d %s\r\n" % (status, reason) + b"".join(n + b": " + v + b"\r\n" for n, v in headers)
             receiver.on_informational(head + b"\r\n")
             return
-        framed = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
-                framed = True
         no_body = self._head_only or status in (204, 304) or status == 101
         self._close_delimited = not framed and not no_body
         self._keep_alive = self._parser.should_keep_alive()
