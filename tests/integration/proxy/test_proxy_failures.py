@@ -141,3 +141,16 @@ def test_overload_answers_503_with_retry_after_at_once(stable: Upstream, candida
     assert rejected.status_code == 503 and rejected.headers["retry-after"] == "1"
     assert slow == [200]
     assert proxy.stats()["overload"]["rejected"] == 1
+
+
+def test_a_reused_connection_closed_by_the_upstream_is_replayed_for_idempotent_requests(
+        upstreams, start_proxy) -> None:
+    closing = upstreams("stable", "--close-second")
+    proxy = start_proxy(closing.url, closing.url)
+    with httpx.Client() as client:
+        gets = [client.get(proxy.url + "/echo").status_code for _ in range(6)]
+        post = client.post(proxy.url + "/echo", content=b"x").status_code  # on a reused connection
+    assert gets == [200] * 6  # every other GET met a closing connection and went out again on a fresh one
+    assert post == 502  # not idempotent: never sent twice
+    stats = proxy.stats()
+    assert stats["roles"]["stable"]["status"] == {"200": 6, "502": 1}

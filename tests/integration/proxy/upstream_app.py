@@ -24,6 +24,9 @@ from urllib.parse import parse_qs, urlsplit
 NAME = sys.argv[1]
 SHADOW_DELAY = float(sys.argv[sys.argv.index("--shadow-delay") + 1]) if "--shadow-delay" in sys.argv else 0.0
 FAIL_ALL = "--fail" in sys.argv  # every answer is 503
+# Keep-alive in words, but the second request on a connection is met by a close: an upstream whose
+# keep-alive timeout fires just as the proxy reuses the connection.
+CLOSE_SECOND = "--close-second" in sys.argv
 
 
 async def read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]] | None:
@@ -86,11 +89,13 @@ async def websocket(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    served = 0
     try:
         while True:
             head = await read_head(reader)
-            if head is None:
+            if head is None or (CLOSE_SECOND and served == 1):
                 break
+            served += 1
             method, target, headers = head
             url = urlsplit(target)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}

@@ -9,7 +9,9 @@ on stable and for the mirror.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+import traceback
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -36,7 +38,7 @@ _PAUSE_UPSTREAM = 4  # the upstream does not read the body fast enough
 _MAX_PIPELINE = 16
 _MAX_PENDING = 1 << 20
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
+_REASONS = {400: b"Bad Request", 500: b"Internal Server Error", 408: b"Request Timeout", 413: b"Content Too Large",
             431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
             504: b"Gateway Timeout"}
 
@@ -98,10 +100,14 @@ class ClientConn(asyncio.Protocol):
                 self.upgrading.on_tunnel_request_data(rest)
             return
         except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _HeadTooLarge):
+            cause = exc.__context__
+            if isinstance(cause, _HeadTooLarge):
                 self.fail(431, "request header fields too large")
-            else:
-                self.fail(400, f"bad request ({exc.__context__!r})")
+            elif isinstance(cause, ValueError):  # e.g. a Content-Length that is not a number
+                self.fail(400, "malformed request header")
+            else:  # a bug in the proxy: say so, and leave a trace for the operator
+                traceback.print_exception(cause or exc, file=sys.stderr)
+                self.fail(500, "internal error in the proxy (see its log)")
             return
         except httptools.HttpParserError as exc:
             self.fail(400, f"malformed request ({exc})")
@@ -313,6 +319,7 @@ class Exchange:
         "pool",
         "probe",
         "proxy",
+        "replayed",
         "retried",
         "role",
         "sent_head",
@@ -351,6 +358,7 @@ class Exchange:
         self.pool: Pool | None = None
         self.attempt = 0
         self.retried = False
+        self.replayed = False
         self.probe = False
         self.sent_head = False
         self.chunked_out = False
@@ -423,7 +431,7 @@ class Exchange:
 
     def _send(self, conn: UpstreamConn) -> None:
         self.conn = conn
-        body = self.copy if self.retried and self.copy is not None else self.pending
+        body = self.copy if (self.retried or self.replayed) and self.copy is not None else self.pending
         if self.chunked:
             data = b"".join([self._request_head(), *(b"%x\r\n%s\r\n" % (len(c), c) for c in body if c)])
             if self.body_done:
@@ -557,6 +565,13 @@ class Exchange:
         status = 504 if kind in ("timeout", "connect-timeout") else 502
         conn, self.conn = self.conn, None
         self._release(conn, False)
+        if (kind == "reset" and conn is not None and conn.uses > 1 and not self.sent_head and not self.replayed
+                and self._replayable()):
+            # A reused keep-alive connection the upstream closed as we sent: the request never got there.
+            # Send it again on a fresh connection, same side; nothing is counted.
+            self.replayed = True
+            self.start()
+            return
         now = time.monotonic()
         proxy = self.proxy
         if self.role == "canary" and not self.sent_head:
@@ -591,13 +606,17 @@ class Exchange:
             self.client.resume(_PAUSE_UPSTREAM)
 
     # -- helpers
+    def _replayable(self) -> bool:
+        """Idempotent, and its body is all in the copy (or will be: a known length within the cap)."""
+        if not self.idempotent or self.upgrade or self.copy is None:
+            return False
+        # A chunked body still arriving might outgrow the copy: it cannot be replayed.
+        return self.body_done or 0 <= self.content_length <= self.proxy.limits.body_copy_cap
+
     def _may_retry(self, now: float) -> bool:
         proxy = self.proxy
-        if not (proxy.retry_enabled and self.idempotent and not self.retried and not self.upgrade
-                and self.copy is not None):
+        if not (proxy.retry_enabled and not self.retried and self._replayable()):
             return False
-        if not self.body_done and not 0 <= self.content_length <= proxy.limits.body_copy_cap:
-            return False  # a chunked body still arriving might outgrow the copy: it cannot be replayed
         if not proxy.retry_budget.try_retry(proxy.stable_pool.in_flight + proxy.canary_pool.in_flight):
             proxy.stats.retries_budget_exhausted += 1
             return False

@@ -16,6 +16,10 @@ import httptools
 
 from switchover.traffic.proxy.config import UpstreamAddress
 
+# Idle upstream connections are closed after this long: below the keep-alive timeouts of common servers
+# (Node.js 5 s, nginx 75 s), so that the proxy seldom reuses one the upstream is closing.
+POOL_IDLE_TIMEOUT = 4.0
+
 
 class Receiver(Protocol):
     """What an upstream connection reports to the exchange it carries."""
@@ -31,8 +35,24 @@ class Receiver(Protocol):
 
 
 class UpstreamConn(asyncio.Protocol):
-    __slots__ = ("_close_delimited", "_framed", "_head_only", "_headers", "_keep_alive", "_parser", "_reason", "_status", "_tunnel",
-                 "alive", "deadline", "pool", "receiver", "transport")
+    __slots__ = (
+        "_close_delimited",
+        "_framed",
+        "_head_only",
+        "_headers",
+        "_keep_alive",
+        "_parser",
+        "_reason",
+        "_status",
+        "_tunnel",
+        "alive",
+        "deadline",
+        "idle_since",
+        "pool",
+        "receiver",
+        "transport",
+        "uses",
+    )
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -40,6 +60,8 @@ class UpstreamConn(asyncio.Protocol):
         self.receiver: Receiver | None = None
         self.alive = False
         self.deadline: float | None = None  # monotonic time by which the answer's head must arrive
+        self.idle_since = 0.0
+        self.uses = 0  # requests sent on this connection; a reused one may have been closed by the upstream
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
@@ -157,6 +179,7 @@ class UpstreamConn(asyncio.Protocol):
     # -- used by exchanges
     def send(self, receiver: Receiver, data: bytes, head_only: bool, timeout: float) -> None:
         self.receiver = receiver
+        self.uses += 1
         self._head_only = head_only
         self.deadline = time.monotonic() + timeout
         assert self.transport is not None
@@ -216,11 +239,13 @@ class Pool:
         self._words[self._index] = value
 
     def take(self) -> UpstreamConn | None:
+        """The most recently used idle connection (LIFO keeps a few warm), unless it has idled too long."""
         while self.idle:
             conn = self.idle.pop()
-            if conn.alive:
+            if conn.alive and time.monotonic() - conn.idle_since < POOL_IDLE_TIMEOUT:
                 self.busy.add(conn)
                 return conn
+            conn.close()
         return None
 
     async def connect(self) -> UpstreamConn:
@@ -237,6 +262,7 @@ class Pool:
     def give_back(self, conn: UpstreamConn) -> None:
         self.busy.discard(conn)
         if conn.alive and len(self.idle) < self.max_idle:
+            conn.idle_since = time.monotonic()
             self.idle.append(conn)
         else:
             conn.close()
@@ -249,6 +275,12 @@ class Pool:
     def sweep(self, now: float) -> None:
         for conn in [c for c in self.busy if c.deadline is not None and c.deadline <= now]:
             conn.timed_out()
+        if self.idle and now - self.idle[0].idle_since >= POOL_IDLE_TIMEOUT:
+            keep = [c for c in self.idle if now - c.idle_since < POOL_IDLE_TIMEOUT]
+            for conn in self.idle:
+                if conn not in keep:
+                    conn.close()
+            self.idle = keep
 
     def close(self) -> None:
         for conn in [*self.idle, *self.busy]:
