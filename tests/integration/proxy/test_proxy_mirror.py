@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,29 @@ def test_mirrored_pairs_reach_the_parity_sink(stable: Upstream, candidate: Upstr
     assert b'"upstream": "candidate"' in pair.candidate.body
     assert b'"x-switchover-shadow": "1"' in pair.candidate.body
     assert dict(pair.stable.headers)["x-upstream"] == "stable"
+
+
+def test_mirror_failures_are_counted_and_never_reach_users(stable: Upstream, upstreams, start_proxy) -> None:
+    # A candidate that drops every connection's second request: pipelined copies after the first fail.
+    flaky = upstreams("candidate", "--close-second")
+    proxy = start_proxy(stable.url, flaky.url, "--mirror", "100")
+    results: list[int] = []
+
+    def user() -> None:
+        with httpx.Client() as client:
+            results.extend(client.get(proxy.url + "/echo").status_code for _ in range(25))
+
+    users = [threading.Thread(target=user) for _ in range(4)]
+    for t in users:
+        t.start()
+    for t in users:
+        t.join(60)
+    assert results == [200] * 100
+    _wait_for(lambda: proxy.stats()["mirror"]["in_flight"] == 0)
+    mirror = proxy.stats()["mirror"]
+    assert mirror["sent"] == 100 and mirror["dropped"] == 0
+    assert mirror["completed"] + mirror["failed"] == 100
+    assert mirror["completed"] > 0
+    stats = proxy.stats()
+    assert stats["roles"]["shadow"]["requests"] == 100
+    assert stats["roles"]["stable"]["errors"] == 0
