@@ -138,10 +138,12 @@ def main() -> None:
     parser.add_argument("--error-rate", type=float, default=None, help="share of requests answered 500")
     parser.add_argument("--delay-ms", type=float, default=None, help="added to every answer")
     parser.add_argument("--fault-after", type=float, default=0.0, help="seconds of good behaviour before the fault")
+    parser.add_argument("--fault-at", type=float, default=None, help="epoch seconds when the fault starts")
     args = parser.parse_args()
     error_rate = args.error_rate if args.error_rate is not None else (0.05 if args.bad else 0.0)
     delay = (args.delay_ms if args.delay_ms is not None else (30.0 if args.bad else 0.0)) / 1000.0
-    handler = make_handler(Orders(args.db), args.version, error_rate, delay, args.fault_after)
+    fault_after = args.fault_after if args.fault_at is None else max(0.0, args.fault_at - time.time())
+    handler = make_handler(Orders(args.db), args.version, error_rate, delay, fault_after)
     server = ThreadingHTTPServer((args.host, args.port), handler)
     server.daemon_threads = True
     with contextlib.suppress(KeyboardInterrupt):
