@@ -71,7 +71,7 @@ def baseline_gates(canary: Observation, stable: Observation, analysis: Analysis)
         ratio = c95 / s95 if s95 > 0 else (1.0 if c95 == 0 else float("inf"))
         nums = {"candidate_p95_ms": _ms(c95), "stable_p95_ms": _ms(s95), "ratio": round(ratio, 4),
                 "limit": base.p95_ratio}
-        worse = ratio > base.p95_ratio and (c95 - s95) * 1000.0 > base.p95_floor_ms
+        worse = ratio > base.p95_ratio and (c95 - s95) * 1000.0 > base.latency_floor_ms
         text = f"candidate p95 {_ms(c95)} ms vs stable {_ms(s95)} ms (x{ratio:.2f}, limit x{base.p95_ratio:g})"
         out.append(Verdict("baseline.p95_ratio", FAIL if worse else PASS, text, nums))
 
@@ -91,11 +91,13 @@ def baseline_gates(canary: Observation, stable: Observation, analysis: Analysis)
         if rank is None:
             out.append(Verdict("baseline.latency_rank", INCONCLUSIVE, "no latency to rank", {}))
         else:
+            c50, s50 = quantile(canary.histogram, 0.5) or 0.0, quantile(stable.histogram, 0.5) or 0.0
             nums = {"effect": round(rank.effect, 4), "p_value": rank.p_value, "alpha": base.rank_alpha,
-                    "effect_limit": base.rank_effect}
-            worse = rank.p_value < base.rank_alpha and rank.effect > base.rank_effect
+                    "effect_limit": base.rank_effect, "candidate_p50_ms": _ms(c50), "stable_p50_ms": _ms(s50)}
+            worse = (rank.p_value < base.rank_alpha and rank.effect > base.rank_effect
+                     and (c50 - s50) * 1000.0 > base.latency_floor_ms)
             text = (f"P(candidate slower) {rank.effect:.2f} (limit {base.rank_effect:g}), "
-                    f"Mann-Whitney p={rank.p_value:.3g}")
+                    f"Mann-Whitney p={rank.p_value:.3g}, p50 {_ms(c50)} vs {_ms(s50)} ms")
             out.append(Verdict("baseline.latency_rank", FAIL if worse else PASS, text, nums))
     return out
 

@@ -40,7 +40,7 @@ def test_full_cutover_under_load_promotes_with_zero_failed_requests(make_stack) 
 
 
 @pytest.mark.slow
-def test_ten_percent_5xx_rolls_back_within_failure_limit_plus_one(make_stack, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ten_percent_5xx_rolls_back_within_failure_limit_plus_one(make_stack, notifications, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     s = make_stack(v2_args=("--error-rate", "0.1"),
                    steps="[{canary: {weight: 10, hold: 60s}}, {canary: {weight: 100, hold: 2s}}]")
     load = LoadGenerator("127.0.0.1", s.ports["listen"], rate=300, duration=60, workers=4)
@@ -59,6 +59,9 @@ def test_ten_percent_5xx_rolls_back_within_failure_limit_plus_one(make_stack, tm
     assert (tmp_path / "hook.log").read_text().count("rolled-back") == 1
     # The notifier's URL carries a token: it never reaches the journal.
     assert "SECRET-TOKEN-123" not in str([e.payload for e in evs])
+    events_sent = [b["event"] for b in notifications.bodies]
+    assert events_sent == ["step_entered", "rollback", "run_finished"]
+    assert "error" in notifications.bodies[1]["text"]
     assert weights_moved(evs) == [10]
 
 
