@@ -52,6 +52,21 @@ def quantile(hist: Histogram, q: float) -> float | None:
     return hist.bounds[-1]
 
 
+def count_above(hist: Histogram, threshold: float) -> float:
+    """How many observations exceed ``threshold`` seconds (linear inside the bucket that holds it)."""
+    out = 0.0
+    lower = 0.0
+    for i, count in enumerate(hist.counts):
+        upper = hist.bounds[i] if i < len(hist.bounds) else math.inf
+        if count:
+            if lower >= threshold:
+                out += count
+            elif upper > threshold:
+                out += count * (1.0 if math.isinf(upper) else (upper - threshold) / (upper - lower))
+        lower = upper
+    return out
+
+
 @dataclass(frozen=True)
 class RankTest:
     u: float  # the candidate's U statistic

@@ -106,3 +106,13 @@ def test_more_candidate_errors_never_lower_the_evidence(e1: int, n1: int, e2: in
     if e1 < n1:
         more = two_proportion(e1 + 1, n1, e2, n2)
         assert more is not None and more.z >= base.z - 1e-9
+
+
+@given(counts_st, st.floats(0.0, 70.0), st.floats(0.0, 70.0))
+def test_count_above_is_monotone_and_bounded(counts: tuple[int, ...], a: float, b: float) -> None:
+    from switchover.analysis.stats import count_above
+
+    h = Histogram(LATENCY_BOUNDS, counts)
+    lo, hi = min(a, b), max(a, b)
+    assert count_above(h, 0.0) == pytest.approx(h.count)
+    assert 0.0 <= count_above(h, hi) <= count_above(h, lo) + 1e-9 <= h.count + 1e-9
