@@ -346,7 +346,8 @@ class Controller:
                 module = None
             if module is not None:
                 report = module.run_preflight(self.plan, router=self.raw_router, metrics=self.metrics,
-                                              store=self.store, rehearse=True)
+                                              store=self.store, rehearse=True,
+                                              journal=lambda kind, payload: self.journal(kind, payload))
                 self.journal("preflight", {"ok": bool(report.ok), "report": report.to_json()})
                 if not report.ok:
                     return "preflight failed"
