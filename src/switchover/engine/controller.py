@@ -348,9 +348,12 @@ class Controller:
                 report = module.run_preflight(self.plan, router=self.raw_router, metrics=self.metrics,
                                               store=self.store, rehearse=True,
                                               journal=lambda kind, payload: self.journal(kind, payload))
-                self.journal("preflight", {"ok": bool(report.ok), "report": report.to_json()})
+                body = report.to_json()
+                self.journal("preflight", {"ok": bool(report.ok), "report": body})
                 if not report.ok:
-                    return "preflight failed"
+                    failed = [f"{c.get('name')}: {c.get('reason')}" for c in body.get("checks", [])
+                              if str(c.get("status")) == "fail"]
+                    return "preflight failed: " + ("; ".join(failed[:4]) or "see the journal")
         probes = check_ready(self.plan)
         ok = all(p.ok for p in probes)
         self.journal("readiness", {"ok": ok, "probes": [p.to_json() for p in probes]})

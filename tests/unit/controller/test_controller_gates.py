@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchover.analysis.gates import judge_window, saturation_gate
@@ -89,6 +89,7 @@ def test_saturation_level_and_growth() -> None:
 
 
 @given(st.integers(0, 5000), st.integers(0, 5000), st.integers(1, 100))
+@settings(deadline=None)
 def test_below_min_requests_never_passes(n: int, stable_n: int, weight: int) -> None:
     a = Analysis(min_requests=200)
     verdicts = judge_window(obs("canary", min(n, 199)), obs("stable", min(stable_n, 300)), weight=weight, slo=Slo(),
