@@ -38,6 +38,9 @@ def test_full_cutover_under_load_promotes_with_zero_failed_requests(make_stack) 
     assert weights_moved(evs) == [10, 50, 100]
     assert [e.payload["outcome"] for e in evs if e.kind == "run_finished"] == ["promoted"]
     assert any(e.kind == "gate_evaluated" and e.payload["outcome"] == "pass" for e in evs)
+    # A new run would start from 0% and send the users now on v2 back to v1: refused, nothing moved.
+    again = cli("run", str(s.plan_path))
+    assert again.returncode == 2 and "already sends 100%" in again.stderr and split(s) == (100, 0)
 
 
 @pytest.mark.slow
