@@ -383,6 +383,7 @@ class Controller:
         deliveries = notify(self.plan, "run_finished", text, {"outcome": outcome, "reason": reason})
         if deliveries:
             self.journal("notification", {"event": "run_finished", "deliveries": [d.to_json() for d in deliveries]})
+        self.view.update(self.state, self._view_info())  # the last events, in the live view too
         self.say(text)
         return outcome
 
