@@ -13,6 +13,7 @@ An answer is *regressed* when any of its differing fields is a regression; the r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,9 +145,15 @@ class BudgetResult:
         return self.regression_rate > self.budget
 
     @property
+    def clearly_over(self) -> bool:
+        """Over budget beyond doubt even with few answers: the 95% Wilson lower bound exceeds it."""
+        return wilson_lower(self.regressed, self.compared) > self.budget
+
+    @property
     def outcome(self) -> str:
-        """"fail" over budget (whatever the count), "inconclusive" with too few answers, else "pass"."""
-        if self.over_budget:
+        """"fail" over budget with enough answers (or clearly over with fewer), "inconclusive" with
+        too few answers, else "pass". Too few is never a pass."""
+        if self.over_budget and (self.enough or self.clearly_over):
             return "fail"
         return "pass" if self.enough else "inconclusive"
 
@@ -163,7 +170,7 @@ class BudgetResult:
         head = (f"{self.regressed} of {self.compared} compared answers regressed "
                 f"({self.regression_rate:.4%}, budget {self.budget:.4%})")
         if self.outcome == "inconclusive":
-            return f"{head}; too few compared (need {self.min_compared})"
+            head += f"; too few compared (need {self.min_compared})"
         if not self.over_budget:
             return head
         fields = ", ".join(f"{f.field} ({f.kind}) in {f.endpoint} {f.rate:.2%}" for f in self.top_fields(3))
@@ -176,6 +183,16 @@ class BudgetResult:
                 "within_budget": not self.over_budget, "summary": self.summary(),
                 "top_fields": [f.to_json() for f in self.top_fields()],
                 "endpoints": [e.to_json() for e in self.endpoints], **self.extra}
+
+
+def wilson_lower(successes: int, n: int, z: float = 1.96) -> float:
+    """Lower bound of the Wilson score interval for a proportion (0 when n is 0)."""
+    if n <= 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - margin) / (1 + z * z / n))
 
 
 def is_regression(rate: float, noise_rate: float, th: Thresholds) -> bool:

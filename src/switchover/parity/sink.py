@@ -77,9 +77,10 @@ class ParitySink:
             return
         self.submit_exchange(pair, None)
 
-    def submit_exchange(self, pair: MirrorPair, secondary: Answer | None) -> None:
+    def submit_exchange(self, pair: MirrorPair, secondary: Answer | None, *, block: bool = False) -> None:
+        """Queue a pair (and the noise answer); ``block`` waits for room instead of dropping (replay)."""
         try:
-            self._queue.put_nowait((pair, secondary))
+            self._queue.put((pair, secondary), block=block)
         except queue.Full:
             self._drop()
 

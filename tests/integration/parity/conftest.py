@@ -1,0 +1,85 @@
+"""Real HTTP services on ephemeral ports for the parity tests: a stable, a second stable and
+candidates that differ in chosen ways. Each answers ``GET /orders/<id>`` with a JSON order."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Service:
+    url: str
+    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # method, path, headers
+
+
+Behaviour = Callable[[int, dict[str, Any]], dict[str, Any]]
+
+
+def order(order_id: int) -> dict[str, Any]:
+    return {"id": order_id, "status": "paid", "total_cents": 1000 + order_id,
+            "items": [{"sku": f"S{order_id % 7}", "qty": 1 + order_id % 3, "etag": f"e{time.time_ns()}"}],
+            "generated_at": time.time_ns()}
+
+
+def start_service(change: Behaviour | None = None, *, delay: float = 0.0, status: int = 200,
+                  headers: dict[str, str] | None = None) -> tuple[Service, ThreadingHTTPServer]:
+    svc = Service("")
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            if length:
+                self.rfile.read(length)
+            svc.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+            if delay:
+                time.sleep(delay)
+            parts = self.path.split("?")[0].strip("/").split("/")
+            oid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            doc = order(oid)
+            if change is not None:
+                doc = change(oid, doc)
+            body = json.dumps(doc).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = _answer
+        do_POST = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    svc.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return svc, server
+
+
+@pytest.fixture
+def services() -> Iterator[Callable[..., Service]]:
+    started: list[ThreadingHTTPServer] = []
+
+    def make(change: Behaviour | None = None, **kw: Any) -> Service:
+        svc, server = start_service(change, **kw)
+        started.append(server)
+        return svc
+
+    yield make
+    for server in started:
+        server.shutdown()
+        server.server_close()
