@@ -83,3 +83,33 @@ def services() -> Iterator[Callable[..., Service]]:
     for server in started:
         server.shutdown()
         server.server_close()
+
+
+def cli(*args: str, timeout: float = 120) -> Any:
+    """Run the real `switchover` command; returns the CompletedProcess."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "switchover", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def write_plan(path: Any, stable: str, candidate: str, parity: dict[str, Any] | None = None,
+               steps: list[dict[str, Any]] | None = None, driver: str = "proxy") -> Any:
+    import yaml
+
+    doc: dict[str, Any] = {"name": "sw_parity_it", "stable": {"url": stable}, "candidate": {"url": candidate},
+                           "traffic": {"driver": driver}, "parity": parity or {}}
+    if steps:
+        doc["steps"] = steps
+    plan = path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return plan
+
+
+def write_requests(path: Any, ids: range, extra: list[str] | None = None) -> Any:
+    f = path / "requests.jsonl"
+    lines = [json.dumps({"method": "GET", "path": f"/orders/{i}", "headers": {"Authorization": "Bearer s3cr3t-token"}})
+             for i in ids]
+    f.write_text("\n".join(lines + (extra or [])) + "\n")
+    return f
