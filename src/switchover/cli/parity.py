@@ -86,7 +86,7 @@ def replay(
     stable: str | None = typer.Option(None, "--stable", help="stable's base URL (default: the plan's)"),
     candidate: str | None = typer.Option(None, "--candidate", help="the candidate's base URL (default: the plan's)"),
     plan: Path | None = typer.Option(None, "--plan", help="plan file: parity settings, noise, store, budget"),
-    concurrency: int = typer.Option(16, "--concurrency", min=1, help="requests in flight"),
+    concurrency: int = typer.Option(8, "--concurrency", min=1, help="requests in flight"),
     rate: float | None = typer.Option(None, "--rate", min=0.001, help="requests per second at most"),
     budget: float | None = typer.Option(None, "--budget", min=0, max=1, help="regression rate allowed"),
     store: Path | None = typer.Option(None, "--store", help="mismatch store (default: the plan's, else temporary)"),

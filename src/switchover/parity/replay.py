@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from switchover.parity.compare import Request, is_read
 from switchover.parity.sink import ParitySink
-from switchover.parity.upstream import Upstreams, client_for, exchange
+from switchover.parity.upstream import Clients, Upstreams, exchange
 
 
 @dataclass
@@ -31,11 +31,11 @@ async def replay(requests: list[Request], sink: ParitySink, upstreams: Upstreams
         progress(stats.writes_skipped)
     sem = asyncio.Semaphore(concurrency)
     start = time.monotonic()
-    async with client_for(timeout, concurrency) as client:
+    async with Clients(upstreams, timeout, concurrency) as clients:
 
         async def one(i: int, request: Request) -> None:
             try:
-                pair, secondary = await exchange(client, upstreams, request, time.time())
+                pair, secondary = await exchange(clients, request, time.time())
                 sink.submit_exchange(pair, secondary, block=True)  # replay waits, never drops
                 stats.sent += 1
             finally:

@@ -16,7 +16,7 @@ import httptools
 
 from switchover.parity.compare import Request, is_read
 from switchover.parity.sink import ParitySink
-from switchover.parity.upstream import Upstreams, client_for, exchange
+from switchover.parity.upstream import Clients, Upstreams, exchange
 
 _ACCEPTED = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
 _ACCEPTED_CLOSE = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
@@ -111,7 +111,7 @@ class ParityServer:
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
-        self._client = client_for(self.timeout, self.concurrency)
+        self._clients = Clients(self.upstreams, self.timeout, self.concurrency)
         self._server = await loop.create_server(lambda: _Copy(self), host, port)
         self._workers = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
         return int(self._server.sockets[0].getsockname()[1])
@@ -120,7 +120,7 @@ class ParityServer:
         while True:
             request = await self.queue.get()
             try:
-                pair, secondary = await exchange(self._client, self.upstreams, request, time.time())
+                pair, secondary = await exchange(self._clients, request, time.time())
                 self.stats.exchanged += 1
                 self.sink.submit_exchange(pair, secondary)
             finally:
@@ -135,7 +135,7 @@ class ParityServer:
         for task in self._workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._client.aclose()
+        await self._clients.aclose()
         self.flush_counters()
 
     def flush_counters(self) -> None:

@@ -56,22 +56,47 @@ async def fetch(client: httpx.AsyncClient, base: str, request: Request) -> Answe
                   time.monotonic() - start)
 
 
-async def exchange(client: httpx.AsyncClient, up: Upstreams, request: Request,
-                   at: float) -> tuple[MirrorPair, Answer | None]:
+class Clients:
+    """One httpx client per upstream: httpcore's pool does work per connection for every request,
+    so a pool per side stays small and fast."""
+
+    def __init__(self, up: Upstreams, timeout: float, concurrency: int) -> None:
+        self.up = up
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        for base in (up.stable, up.candidate, up.secondary):
+            if base and base not in self._clients:
+                self._clients[base] = _client(timeout, concurrency)
+
+    def __getitem__(self, base: str) -> httpx.AsyncClient:
+        return self._clients[base]
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+
+    async def __aenter__(self) -> Clients:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+async def exchange(clients: Clients, request: Request, at: float) -> tuple[MirrorPair, Answer | None]:
     """Send one request to stable and the candidate (and the noise source), all at once."""
+    up = clients.up
     noise_base = up.secondary if up.secondary else (
         up.stable if up.learn_noise and random.random() < up.learn_noise else None)
     if noise_base is not None and not is_read(request.method):
         noise_base = None  # a write is never sent to stable twice
-    calls = [fetch(client, up.stable, request), fetch(client, up.candidate, request)]
+    calls = [fetch(clients[up.stable], up.stable, request), fetch(clients[up.candidate], up.candidate, request)]
     if noise_base is not None:
-        calls.append(fetch(client, noise_base, request))
+        calls.append(fetch(clients[noise_base], noise_base, request))
     answers = await asyncio.gather(*calls)
     pair = MirrorPair(request.method, request.path, request.headers, request.body, answers[0], answers[1], at)
     return pair, (answers[2] if noise_base is not None else None)
 
 
-def client_for(timeout: float, concurrency: int) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=concurrency * 3, max_keepalive_connections=concurrency * 3)
+def _client(timeout: float, concurrency: int) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     return httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False,
                              headers={"accept-encoding": "identity"})

@@ -30,7 +30,7 @@ class Parity(Strict):
     store: str | None = Field(None, description="mismatch store (SQLite file); default .switchover/<name>-parity.db")
     listen: HostPort = Field("127.0.0.1:9903", description="where `parity serve` takes mirrored copies")
     queue: int = Field(10000, ge=1, description="pairs waiting for a diff; beyond it copies are dropped and counted")
-    concurrency: int = Field(64, ge=1, description="upstream calls in flight for `parity serve`")
+    concurrency: int = Field(16, ge=1, description="upstream calls in flight for `parity serve`")
 
     @field_validator("ignore", "unordered")
     @classmethod

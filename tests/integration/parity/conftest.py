@@ -4,6 +4,7 @@ candidates that differ in chosen ways. Each answers ``GET /orders/<id>`` with a 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +39,11 @@ def start_service(change: Behaviour | None = None, *, delay: float = 0.0, status
 
         def log_message(self, *args: Any) -> None:
             pass
+
+        def setup(self) -> None:
+            super().setup()
+            # Headers and body go out in two writes: without NODELAY, Nagle + delayed ACK add 40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def _answer(self) -> None:
             length = int(self.headers.get("content-length") or 0)
