@@ -23,6 +23,9 @@ class Baseline(Strict):
     error_alpha: float = Field(0.05, gt=0, lt=1, description="two-proportion test significance")
     rank_alpha: float = Field(0.05, gt=0, lt=1, description="Mann-Whitney significance")
     rank_effect: float = Field(0.6, gt=0.5, le=1, description="P(candidate slower) above this fails")
+    # Sub-millisecond jitter between two processes is not a regression; p95 differences below this
+    # never fail the ratio gate (Kayenta's judges have a similar "allowed increase" floor).
+    p95_floor_ms: float = Field(5.0, ge=0, description="p95 differences below this never fail the ratio")
 
 
 class Analysis(Strict):
@@ -34,6 +37,7 @@ class Analysis(Strict):
     inconclusive_limit: int = Field(6, ge=1)
     on_inconclusive: Literal["pause", "rollback"] = "pause"
     saturation_windows: int = Field(3, ge=2, description="windows of growth that fail the trend gate")
+    saturation_growth: float = Field(0.05, ge=0, le=1, description="least total rise over those windows that fails")
 
 
 class SaturationSource(Strict):
