@@ -19,6 +19,7 @@ import pytest
 class Service:
     url: str
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # method, path, headers
+    done: list[str] = field(default_factory=list)  # paths answered (after any delay)
 
 
 Behaviour = Callable[[int, dict[str, Any]], dict[str, Any]]
@@ -58,6 +59,7 @@ def start_service(change: Behaviour | None = None, *, delay: float = 0.0, status
             if change is not None:
                 doc = change(oid, doc)
             body = json.dumps(doc).encode()
+            svc.done.append(self.path)
             self.send_response(status)
             self.send_header("content-type", "application/json")
             for k, v in (headers or {}).items():
@@ -119,3 +121,108 @@ def write_requests(path: Any, ids: range, extra: list[str] | None = None) -> Any
              for i in ids]
     f.write_text("\n".join(lines + (extra or [])) + "\n")
     return f
+
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  upstream stable {{ server {stable}; keepalive 8; }}
+  upstream parity {{ server {parity}; keepalive 8; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      mirror /__switchover_mirror;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://stable;
+    }}
+    location = /__switchover_mirror {{
+      internal;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://parity$request_uri;
+    }}
+  }}
+}}
+"""
+
+
+@pytest.fixture
+def processes(tmp_path: Any) -> Iterator[Any]:
+    """Child processes (proxy, parity serve, nginx), each in its own group, stopped at the end."""
+    from switchover.demo.runner import Processes
+
+    log = open(tmp_path / "processes.log", "ab")  # noqa: SIM115 - closed below
+    procs = Processes(log)  # type: ignore[arg-type]
+    yield procs
+    procs.stop()
+    log.close()
+
+
+def start_nginx(procs: Any, tmp: Any, stable: str, parity: str) -> str:
+    """Our own nginx (not the system's): config, pid and logs in ``tmp``, on a free port."""
+    from switchover.demo.runner import free_port, wait_http
+
+    port = free_port()
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (tmp / sub).mkdir(parents=True, exist_ok=True)
+    conf = tmp / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(tmp=tmp, stable=stable.removeprefix("http://"),
+                                      parity=parity.removeprefix("http://"), port=port))
+    child = procs.start(["/usr/sbin/nginx", "-p", str(tmp), "-c", str(conf), "-e", str(tmp / "error.log")])
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/orders/0", 20, child)
+    return url
+
+
+def start_proxy(procs: Any, plan: Any, admin: int) -> None:
+    import sys
+
+    from switchover.demo.runner import wait_http
+
+    child = procs.start([sys.executable, "-m", "switchover", "proxy", "--plan", str(plan)])
+    wait_http(f"http://127.0.0.1:{admin}/healthz", 20, child)
+
+
+def start_serve(procs: Any, plan: Any, tmp: Any) -> str:
+    """`switchover parity serve` on a free port; returns its URL once it listens."""
+    import sys
+
+    from switchover.demo.runner import free_port
+
+    port = free_port()
+    out = tmp / "serve.out"
+    child = procs.start([sys.executable, "-m", "switchover", "parity", "serve", "--plan", str(plan),
+                         "--listen", f"127.0.0.1:{port}"])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return f"http://127.0.0.1:{port}"
+        except OSError:
+            if child.poll() is not None:
+                raise RuntimeError(f"parity serve exited with {child.returncode}") from None
+            time.sleep(0.1)
+    del out
+    raise RuntimeError("parity serve did not listen within 20 s")
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
+    """Poll until ``check()`` (bounded); the tests assert outcomes, never durations."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
