@@ -135,7 +135,6 @@ class ShadowStep:
             if mirrors:
                 weight, _ = ctx.router.get_routes()
                 ctx.router.set_routes(weight, spec.percent)
-                ctx.journal("mirror_set", {"weight": weight, "mirror_percent": spec.percent})
                 ctx.say(f"shadow: mirroring {spec.percent}% to the candidate for {spec.hold:g}s")
             else:
                 assert spec.replay is not None
@@ -170,9 +169,8 @@ class ShadowStep:
             weight, mirror = ctx.router.get_routes()
             if mirror:
                 ctx.router.set_routes(weight, 0)
-                ctx.journal("mirror_set", {"weight": weight, "mirror_percent": 0})
-        except UserError as exc:
-            ctx.say(f"shadow: could not turn mirroring off: {exc}")
+        except Exception as exc:  # e.g. a rollback is recorded: rollback itself turns mirroring off
+            ctx.say(f"shadow: mirroring not turned off here: {exc}")
 
     def on_rollback(self, ctx: StepContext) -> None:
         if self._mirrors(ctx.plan):
