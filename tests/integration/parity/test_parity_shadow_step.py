@@ -4,7 +4,6 @@ routers that cannot mirror."""
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
