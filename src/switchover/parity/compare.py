@@ -8,7 +8,7 @@ Samples keep both bodies so that people can see what differed, with ``Authorizat
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from switchover import secrets
@@ -89,8 +89,16 @@ class Comparer:
         noise: tuple[Difference, ...] | None = None
         if secondary is not None and not secondary.error:
             noise = tuple(diff_answers(stable, secondary, self.options))
-        sample = self.sample(request, stable, candidate, diffs, at) if diffs and self.parity.samples else None
-        return Comparison(ep, at, diffs, noise, sample)
+        return Comparison(ep, at, diffs, noise, None)
+
+    def with_sample(self, comparison: Comparison, request: Request, stable: AnswerLike,
+                    candidate: AnswerLike) -> Comparison:
+        """The comparison with its sample (both bodies, redacted). Costly on big bodies, so callers
+        build it only for the answers the store will keep (the last N per endpoint)."""
+        if not comparison.differences or not self.parity.samples:
+            return comparison
+        return replace(comparison, sample=self.sample(request, stable, candidate, comparison.differences,
+                                                      comparison.at))
 
     # ------------------------------------------------------------ redaction
 

@@ -127,9 +127,15 @@ def _jtype(value: Any) -> str:
 
 
 class _Walker:
-    def __init__(self, opts: DiffOptions) -> None:
+    def __init__(self, opts: DiffOptions, bools: bool = True) -> None:
         self.opts = opts
         self.out: list[Difference] = []
+        # Python's == calls true == 1 and (with int_float_equal off) 1 == 1.0 the same JSON; when a
+        # document may hold booleans, or number types matter, equal subtrees are confirmed by text.
+        self.confirm = bools or not opts.int_float_equal
+
+    def same(self, a: Any, b: Any) -> bool:
+        return a == b and (not self.confirm or _dumps(a) == _dumps(b))
 
     def add(self, loc: Location, kind: DiffKind, a: Any, b: Any, *, a_absent: bool = False,
             b_absent: bool = False) -> None:
@@ -137,17 +143,20 @@ class _Walker:
                                    "" if a_absent else _show(a), "" if b_absent else _show(b)))
 
     def walk(self, a: Any, b: Any, loc: Location) -> None:
+        ta, tb = type(a), type(b)
+        # Equal values are the common case: compare at C speed, descend only where they differ.
+        # (`==` alone calls true == 1 equal: same type for scalars, canonical text for subtrees.)
+        if ta is tb and a == b and (ta is not dict and ta is not list or self.same(a, b)):
+            return
         if self.opts.ignore and self.opts.ignore.matches(loc):
             return
-        ta, tb = type(a), type(b)
         if ta is dict and tb is dict:
-            # Equal subtrees are the common case: compare at C speed, descend only where they differ.
-            # `==` alone would call true == 1 equal, so confirm with the canonical text.
-            if a == b and _dumps(a) == _dumps(b):
-                return
             for key, value in a.items():
                 if key in b:
-                    self.walk(value, b[key], (*loc, key))
+                    bv = b[key]
+                    if type(value) is type(bv) and value == bv and not isinstance(value, dict | list):
+                        continue
+                    self.walk(value, bv, (*loc, key))
                 elif not (self.opts.ignore and self.opts.ignore.matches((*loc, key))):
                     self.add((*loc, key), DiffKind.MISSING, value, None, b_absent=True)
             for key, value in b.items():
@@ -155,8 +164,6 @@ class _Walker:
                     self.add((*loc, key), DiffKind.EXTRA, None, value, a_absent=True)
             return
         if ta is list and tb is list:
-            if a == b and _dumps(a) == _dumps(b):
-                return
             self.walk_list(a, b, loc)
             return
         ja, jb = _jtype(a), _jtype(b)
@@ -229,9 +236,10 @@ class _Walker:
         return value
 
 
-def diff_json(a: Any, b: Any, opts: DiffOptions) -> list[Difference]:
-    """Differences between two parsed JSON documents (stable first)."""
-    walker = _Walker(opts)
+def diff_json(a: Any, b: Any, opts: DiffOptions, bools: bool = True) -> list[Difference]:
+    """Differences between two parsed JSON documents (stable first). ``bools=False`` promises that
+    neither holds a boolean (a fast path: equal subtrees need no second look)."""
+    walker = _Walker(opts, bools)
     walker.walk(a, b, ())
     return walker.out
 
@@ -304,5 +312,7 @@ def diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions) -
     elif sdoc is _NOT_JSON or cdoc is _NOT_JSON:
         out.append(Difference("body", DiffKind.TYPE, "body", _text(sb), _text(cb)))
     else:
-        out.extend(diff_json(sdoc, cdoc, opts))
+        # No "true"/"false" anywhere in either text means no booleans: a cheap C-speed check.
+        bools = b"true" in sb or b"false" in sb or b"true" in cb or b"false" in cb
+        out.extend(diff_json(sdoc, cdoc, opts, bools))
     return out

@@ -53,6 +53,7 @@ class ParitySink:
         self._pool: ThreadPoolExecutor | None = None
         self._client: httpx.Client | None = None
         self._noise_inflight = 0
+        self._sampled: dict[str, int] = {}  # samples written per endpoint by this sink
         if fetch_noise and self._noise_url:
             self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="parity-noise")
             self._client = httpx.Client(timeout=plan.timeouts.server, follow_redirects=False)
@@ -141,12 +142,34 @@ class ParitySink:
             secondary = None
         self.submit_exchange(pair, secondary)
 
-    def _compare(self, pair: MirrorPair, secondary: Answer | None) -> Comparison:
+    def _compare(self, pair: MirrorPair, secondary: Answer | None) -> tuple[Comparison, MirrorPair]:
         request = Request(pair.method, pair.path, pair.headers, pair.body)
-        return self.comparer.compare(request, pair.stable, pair.candidate, secondary, pair.at)
+        return self.comparer.compare(request, pair.stable, pair.candidate, secondary, pair.at), pair
+
+    def _with_samples(self, batch: list[tuple[Comparison, MirrorPair]]) -> list[Comparison]:
+        """Samples only for the differing answers the store keeps: the last N per endpoint."""
+        wanted: set[int] = set()
+        seen: dict[str, int] = {}
+        for i in range(len(batch) - 1, -1, -1):
+            c = batch[i][0]
+            # Until an endpoint has its N samples, take all; then one per flush keeps them fresh
+            # without redacting big bodies for every differing answer.
+            room = max(1, self.parity.samples - self._sampled.get(c.endpoint, 0)) if self.parity.samples else 0
+            if c.differences and seen.get(c.endpoint, 0) < room:
+                seen[c.endpoint] = seen.get(c.endpoint, 0) + 1
+                wanted.add(i)
+        for ep, n in seen.items():
+            self._sampled[ep] = self._sampled.get(ep, 0) + n
+        out = []
+        for i, (c, pair) in enumerate(batch):
+            if i in wanted:
+                request = Request(pair.method, pair.path, pair.headers, pair.body)
+                c = self.comparer.with_sample(c, request, pair.stable, pair.candidate)
+            out.append(c)
+        return out
 
     def _run(self) -> None:
-        batch: list[Comparison] = []
+        batch: list[tuple[Comparison, MirrorPair]] = []
         last = time.monotonic()
         done = False
         while not done:
@@ -168,9 +191,10 @@ class ParitySink:
                 batch = []
                 last = now
 
-    def _flush(self, batch: list[Comparison]) -> None:
+    def _flush(self, pairs: list[tuple[Comparison, MirrorPair]]) -> None:
         with self._lock:
             dropped, self._unsaved_dropped = self._unsaved_dropped, 0
+        batch = self._with_samples(pairs)
         try:
             self.store.record(batch, {"dropped": dropped, "compared": sum(1 for c in batch if c.compared)})
         except Exception:

@@ -29,7 +29,7 @@ def test_samples_redact_authorization_cookie_and_configured_fields(tmp_path: Pat
         stable = answer({"card": {"number": "4111"}, "password": "hunter2", "n": i})
         cand = answer({"card": {"number": "4112"}, "password": "hunter3", "n": i + 1},
                       headers=(*JSON, ("set-cookie", "sid=99")))
-        store.record([comparer.compare(req, stable, cand, None, at=float(i))])
+        store.record([comparer.with_sample(comparer.compare(req, stable, cand, None, at=float(i)), req, stable, cand)])
     samples = store.samples(10)
     assert len(samples) == 2 and [s["at"] for s in samples] == [4.0, 3.0]  # last N, newest first
     text = json.dumps(samples)
