@@ -146,7 +146,7 @@ class _Walker:
         ta, tb = type(a), type(b)
         # Equal values are the common case: compare at C speed, descend only where they differ.
         # (`==` alone calls true == 1 equal: same type for scalars, canonical text for subtrees.)
-        if ta is tb and a == b and (ta is not dict and ta is not list or self.same(a, b)):
+        if ta is tb and a == b and ((ta is not dict and ta is not list) or self.same(a, b)):
             return
         if self.opts.ignore and self.opts.ignore.matches(loc):
             return
