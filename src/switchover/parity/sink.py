@@ -204,5 +204,8 @@ class ParitySink:
 
 
 def make_sink(plan: Plan) -> MirrorSink | None:
-    """What the built-in proxy calls when it runs with ``--plan``: a sink, or None if parity is off."""
-    return ParitySink(plan)
+    """What the built-in proxy calls when it runs with ``--plan``: the diff runs in a worker
+    process so that it never takes the GIL from the proxy's event loop (see ``worker.py``)."""
+    from switchover.parity.worker import ProcessSink
+
+    return ProcessSink(plan)
