@@ -78,6 +78,10 @@ class ParitySink:
             return
         self.submit_exchange(pair, None)
 
+    @property
+    def fetches_noise(self) -> bool:
+        return self._pool is not None
+
     def submit_exchange(self, pair: MirrorPair, secondary: Answer | None, *, block: bool = False) -> None:
         """Queue a pair (and the noise answer); ``block`` waits for room instead of dropping (replay)."""
         try:

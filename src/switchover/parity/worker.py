@@ -90,10 +90,8 @@ class ProcessSink:
             return
         self._stop.set()
         self._sender.join(timeout=10)
-        try:
+        with contextlib.suppress(OSError, EOFError):
             self._conn.send_bytes(pickle.dumps(None))
-        except (OSError, EOFError):
-            pass
         self._conn.close()
         self._process.join(timeout=30)
         if self._process.is_alive():
@@ -124,6 +122,9 @@ def _work(plan: Plan, conn: Connection) -> None:
             if dropped:
                 sink.store.record([], {"dropped": dropped})
             for pair in batch:
-                sink.submit_exchange(pair, None, block=True) if sink._pool is None else sink.submit(pair)
+                if sink.fetches_noise:
+                    sink.submit(pair)  # the second stable is called first, from the sink's pool
+                else:
+                    sink.submit_exchange(pair, None, block=True)  # the pipe, not this queue, drops
     finally:
         sink.close()

@@ -118,3 +118,19 @@ def test_parity_serve_does_not_forward_writes_and_answers_at_once(services, proc
         assert candidate.done == []
     wait_for(lambda: len(candidate.done) == 5, what="the candidate to answer the reads")
     assert not [s for s in stable.seen + candidate.seen if s[0] == "POST"]
+
+
+@pytest.mark.nginx
+def test_parity_serve_bounds_its_queue_when_the_candidate_is_slow(services, processes, tmp_path) -> None:
+    stable, candidate = services(), services(delay=2.0)
+    plan = write_plan(tmp_path, stable.url, candidate.url, {**IGNORE, "queue": 5, "concurrency": 1})
+    serve_url = start_serve(processes, plan, tmp_path)
+    with httpx.Client(base_url=serve_url) as mirror_source:
+        assert all(mirror_source.get(f"/orders/{i}").status_code == 202 for i in range(30))
+    # One copy in flight (two if the worker had not taken the first yet), five waiting: the rest
+    # were dropped and counted, not piled up.
+    wait_for(lambda: json.loads(cli("parity", "report", "--plan", str(plan), "--json").stdout or "{}")
+             .get("counters", {}).get("dropped", 0) >= 23, what="the drops to be counted")
+    report = json.loads(cli("parity", "report", "--plan", str(plan), "--json").stdout)
+    assert report["counters"]["dropped"] in (23, 24)
+    assert len(candidate.seen) <= 6

@@ -132,3 +132,19 @@ def test_bad_input_and_unreachable_services_exit_2_with_a_clear_message(services
                     "parity:\n  ignore: [generated_at]\n")
     r = cli("parity", "report", "--plan", str(plan))
     assert r.returncode == 2 and f"{plan}:5: parity.ignore" in r.stderr
+
+
+def test_noise_learned_by_asking_stable_twice(services, tmp_path) -> None:
+    stable, candidate = services(), services(one_percent_total)
+    plan = write_plan(tmp_path, stable.url, candidate.url, {"ignore": ["$.items[*].etag"], "learn_noise": 1.0})
+    reqs = write_requests(tmp_path, range(200))
+    r = cli("parity", "replay", str(reqs), "--plan", str(plan), "--json", "--budget", "0.05")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(r.stdout)
+    [ep] = report["endpoints"]
+    assert ep["noise_compared"] == 200
+    fields = {f["field"]: f for f in ep["fields"]}
+    assert fields["$.generated_at"]["noise_rate"] == 1.0 and not fields["$.generated_at"]["regression"]
+    assert fields["$.total_cents"]["regression"] and report["regressed"] == 2  # ids 7 and 107
+    # Stable was asked twice for every read: once for the comparison, once for the noise.
+    assert len([s for s in stable.seen if s[1].startswith("/orders/")]) == 400
