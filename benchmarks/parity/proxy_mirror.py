@@ -124,7 +124,7 @@ parity: {{ignore: ["$.generated_at"]}}
             url, url2 = f"http://127.0.0.1:{ports['listen']}/orders/1", f"http://127.0.0.1:{ports['listen2']}/orders/1"
             wrk(url, 1, args.connections)  # warm up
             off, on, copies = [], [], []
-            cpu_off = cpu_on = 0.0
+            cpu_off = cpu_on = cpu_copies = 0.0
             worker_cpu = 0.0
             for _ in range(args.rounds):
                 httpx.put(admin + "/api/v1/split", json={"mirror_percent": 0}).raise_for_status()
@@ -138,7 +138,9 @@ parity: {{ignore: ["$.generated_at"]}}
                 after = _cpu_seconds(with_diff.pid)
                 cpu_on += after["proxy"] - before["proxy"]
                 worker_cpu += sum(v - before.get(k, 0.0) for k, v in after.items() if k != "proxy")
+                before2 = _cpu_seconds(no_diff.pid)["proxy"]
                 copies.append(wrk(url2, args.seconds, args.connections))
+                cpu_copies += _cpu_seconds(no_diff.pid)["proxy"] - before2
             httpx.put(admin + "/api/v1/split", json={"mirror_percent": 0}).raise_for_status()
             time.sleep(1.0)  # let the sink flush what it queued
             parity = httpx.get(admin + "/api/v1/parity").json()
@@ -161,9 +163,11 @@ parity: {{ignore: ["$.generated_at"]}}
     served_on = sum(on) * args.seconds
     proxy_us = 1e6 * cpu_off / served_off
     proxy_on_us = 1e6 * cpu_on / served_on
+    copies_us = 1e6 * cpu_copies / (sum(copies) * args.seconds)
     diff_us = 1e6 * worker_cpu / pairs if pairs else float("nan")
-    print(f"CPU per user request: proxy {proxy_us:.0f} us (mirror off), {proxy_on_us:.0f} us (mirror 20%, "
-          f"copies + hand-over); diff worker {diff_us:.0f} us per pair = {0.2 * diff_us:.0f} us per user request")
+    print(f"CPU per user request: proxy {proxy_us:.0f} us (mirror off), {copies_us:.0f} us (mirror 20%, no sink), "
+          f"{proxy_on_us:.0f} us (mirror 20% + hand-over to the sink); diff worker {diff_us:.0f} us per pair "
+          f"= {0.2 * diff_us:.0f} us per user request")
     print(f"CPU-bound estimate of the throughput kept at mirror 20% + diff: "
           f"{proxy_us / (proxy_on_us + 0.2 * diff_us):.2f}")
 
