@@ -166,3 +166,12 @@ def test_non_json_bodies_and_compression() -> None:
     gz = (("content-type", "application/json"), ("content-encoding", "gzip"))
     assert diff_answers(A(body=b'{"a": 1}'), A(headers=gz, body=gzip.compress(b'{ "a" : 1 }')),
                         default_options()) == []
+
+
+def test_numbers_beyond_64_bits_and_unordered_big_ints() -> None:
+    big = b'{"a": 123456789012345678901234567890, "l": [1, 99999999999999999999999]}'
+    assert diff_answers(A(body=big), A(body=big.replace(b"[1, ", b"[ 1,")), default_options()) == []
+    [d] = diff_answers(A(body=big), A(body=big.replace(b"890,", b"891,")), default_options())
+    assert (d.field, d.kind) == ("$.a", DiffKind.CHANGED)
+    o = opts(unordered=["$.l"])
+    assert diff_json({"l": [1, 2**70]}, {"l": [2**70, 1]}, o) == []
