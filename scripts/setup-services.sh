@@ -10,6 +10,7 @@ need_pkgs=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_pkgs+=(nginx)
 command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || need_pkgs+=(prometheus)
+command -v openssl >/dev/null || need_pkgs+=(openssl)  # proxy tests: a self-signed https upstream
 pgver=$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1 || true)
 if [ -n "$pgver" ] && [ ! -f "/usr/lib/postgresql/$pgver/lib/wal2json.so" ]; then
   need_pkgs+=("postgresql-$pgver-wal2json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -16,6 +17,9 @@ from switchover.traffic.proxy.config import (
     parse_upstream,
 )
 
+if TYPE_CHECKING:
+    from switchover.plan import Plan
+
 
 def _percent(value: int | None, what: str) -> int | None:
     if value is not None and not 0 <= value <= 100:
@@ -27,11 +31,11 @@ def build_config(
     *, plan_path: Path | None, listen: str | None, admin: str | None, stable: str | None, candidate: str | None,
     app_name: str | None, weight: int | None, mirror: int | None, mirror_writes: bool, sticky_header: str | None,
     sticky_cookie: str | None, state_file: Path | None, admin_token: str | None, workers: int | None,
-) -> tuple[ProxyConfig, object | None]:
+) -> tuple[ProxyConfig, Plan | None]:
     """The proxy's configuration: the plan's name, URLs and ``traffic:`` section, flags overriding them."""
     from switchover.plan.traffic import Traffic
 
-    plan = None
+    plan: Plan | None = None
     traffic = Traffic()
     if plan_path is not None:
         from switchover.plan import load_plan
@@ -63,9 +67,8 @@ def build_config(
     if state_file is None:
         state_file = Path(".switchover") / f"{app_name}-proxy.json"
     workers = workers or 1
-    if workers != 1:
-        raise UserError(f"--workers {workers}: only one worker is supported in this build (one process serves all "
-                        "connections; see docs/proxy.md, 'Workers')")
+    if not 1 <= workers <= 64:
+        raise UserError(f"--workers must be within 1-64, got {workers}")
     admin_host, admin_port = parse_host_port(admin or "127.0.0.1:9901", "--admin")
     token = None
     if admin_token is not None:
@@ -113,7 +116,7 @@ def proxy(
     state_file: Path | None = typer.Option(None, "--state-file",
                                            help="where the split is kept [default: .switchover/<app>-proxy.json]"),
     admin_token: str | None = typer.Option(None, "--admin-token", help="env:NAME holding the admin bearer token"),
-    workers: int | None = typer.Option(None, "--workers", help="worker processes (1 in this build)"),
+    workers: int | None = typer.Option(None, "--workers", help="worker processes sharing the port (SO_REUSEPORT) [default: 1]"),
 ) -> None:
     """Run the built-in proxy: split users between stable and candidate, mirror, measure, obey the admin API."""
     from switchover.traffic.proxy.runner import serve
@@ -122,4 +125,4 @@ def proxy(
         plan_path=plan, listen=listen, admin=admin, stable=stable, candidate=candidate, app_name=app_name,
         weight=weight, mirror=mirror, mirror_writes=mirror_writes, sticky_header=sticky_header,
         sticky_cookie=sticky_cookie, state_file=state_file, admin_token=admin_token, workers=workers)
-    serve(config, loaded)  # type: ignore[arg-type]
+    serve(config, loaded)

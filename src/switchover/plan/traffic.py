@@ -26,11 +26,13 @@ class Retry(Strict):
     """Retry of idempotent requests that failed on the candidate, on stable (Envoy's previous_hosts)."""
 
     enabled: bool = True
-    budget: float = Field(0.2, ge=0, le=1, description="at most this share of extra requests")
+    budget: float = Field(0.2, ge=0, le=1, description="retries in flight stay under this share of requests in "
+                          "flight (at least 3 at once), as Envoy's retry budget")
 
 
 class Ejection(Strict):
-    """Passive outlier ejection of the candidate."""
+    """Passive outlier ejection of the candidate: after this many failures in a row its users are served by
+    stable for base_time (times the ejections in a row, up to 10x), then one request probes it."""
 
     consecutive_failures: int = Field(5, ge=1)
     base_time: Duration = 30.0

@@ -9,15 +9,18 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import time
 from pathlib import Path
 from typing import Any, cast
 
 import httptools
 from prometheus_client import CollectorRegistry, generate_latest
 
-from switchover.traffic.proxy.dataplane import Proxy
-from switchover.traffic.proxy.routing import parse_split_update
-from switchover.traffic.proxy.stats import StatsCollector
+from switchover.traffic.proxy.hooks import MirrorSink
+from switchover.traffic.proxy.routing import Split, parse_split_update
+from switchover.traffic.proxy.shared import Shared
+from switchover.traffic.proxy.state import save_split
+from switchover.traffic.proxy.stats import StatsCollector, snapshot
 
 _MAX_BODY = 64 * 1024
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found",
@@ -25,12 +28,30 @@ _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Fo
 
 
 class Admin:
-    def __init__(self, proxy: Proxy, token: str | None, state_file: Path | None) -> None:
-        self.proxy = proxy
+    """Serves the admin API from the shared state: in the proxy's process, or in the parent of its workers."""
+
+    def __init__(self, shared: Shared, app: str, started_at: float, token: str | None, state_file: Path | None,
+                 sink: MirrorSink | None) -> None:
+        self.shared = shared
+        self.app = app
+        self.started_at = started_at
         self.token = token
         self.state_file = state_file
+        self.sink = sink
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StatsCollector(proxy.snapshot))
+        self.registry.register(StatsCollector(self.snapshot))
+
+    def snapshot(self) -> dict[str, Any]:
+        return snapshot(self.shared, self.app, self.started_at, time.time())
+
+    def split(self) -> Split:
+        return Split(*self.shared.split())
+
+    def set_split(self, split: Split) -> None:
+        """Persist first, then switch: a failed write changes nothing. New requests see it at once."""
+        if self.state_file is not None:
+            save_split(self.state_file, split, self.app)
+        self.shared.set_split(split.candidate_weight, split.mirror_percent)
 
     def handle(self, method: str, path: str, authorization: bytes | None, body: bytes) -> tuple[int, str, bytes]:
         path = path.split("?", 1)[0]
@@ -38,34 +59,33 @@ class Admin:
             expected = b"Bearer " + self.token.encode()
             if authorization is None or not hmac.compare_digest(authorization, expected):
                 return _json(401, {"error": "missing or wrong bearer token (Authorization: Bearer ...)"})
-        proxy = self.proxy
         if path == "/healthz":
             return _only_get(method) or _json(200, {"status": "ok"})
         if path == "/api/v1/split":
             if method == "GET":
-                return _json(200, proxy.split.to_json())
+                return _json(200, self.split().to_json())
             if method != "PUT":
                 return _json(405, {"error": "use GET or PUT"})
             try:
                 update = json.loads(body or b"null")
-                split = parse_split_update(proxy.split, update)
+                split = parse_split_update(self.split(), update)
             except ValueError as exc:  # JSONDecodeError is a ValueError
                 return _json(400, {"error": str(exc)})
             try:
-                proxy.set_split(split, self.state_file)
+                self.set_split(split)
             except OSError as exc:
                 return _json(500, {"error": f"could not save the split to {self.state_file}: {exc.strerror}; "
                                             "nothing changed"})
             return _json(200, split.to_json())
         if path == "/api/v1/stats":
-            return _only_get(method) or _json(200, proxy.snapshot())
+            return _only_get(method) or _json(200, self.snapshot())
         if path == "/metrics":
             return _only_get(method) or (200, "text/plain; version=0.0.4; charset=utf-8",
                                          generate_latest(self.registry))
         if path == "/api/v1/parity":
-            if proxy.sink is None:
+            if self.sink is None:
                 return _only_get(method) or _json(200, {"enabled": False})
-            return _only_get(method) or _json(200, proxy.sink.report())
+            return _only_get(method) or _json(200, self.sink.report())
         return _json(404, {"error": f"no such endpoint: {path}"})
 
 

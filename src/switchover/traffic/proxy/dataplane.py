@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from switchover.metrics.base import LATENCY_BOUNDS, ROLES
 from switchover.traffic.proxy.config import ProxyConfig
 from switchover.traffic.proxy.health import Ejection, RetryBudget
 from switchover.traffic.proxy.hooks import MirrorSink
 from switchover.traffic.proxy.mirror import Mirror
 from switchover.traffic.proxy.routing import Split, on_candidate, sticky_point
-from switchover.traffic.proxy.state import save_split
+from switchover.traffic.proxy.shared import SCALAR, Shared
 from switchover.traffic.proxy.stats import ProxyStats
 from switchover.traffic.proxy.upstream import Pool
 
@@ -25,11 +23,14 @@ IDLE_TIMEOUT = 75.0  # seconds a keep-alive client connection may stay idle (ngi
 
 
 class Proxy:
-    def __init__(self, config: ProxyConfig, split: Split, sink: MirrorSink | None,
+    """One worker's data plane. The split and the counters live in ``shared`` (see shared.py)."""
+
+    def __init__(self, config: ProxyConfig, shared: Shared, worker: int, sink: MirrorSink | None,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.config = config
         self.loop = loop
-        self.split = split
+        self.shared = shared
+        self.words = shared.words
         self.limits = config.limits
         self.stable = config.stable
         self.candidate = config.candidate
@@ -39,14 +40,15 @@ class Proxy:
         self.retry_enabled = config.retry.enabled
         self.retry_budget = RetryBudget(config.retry.budget)
         self.ejection = Ejection(config.ejection.consecutive_failures, config.ejection.base_time)
-        self.stats = ProxyStats(config.app, time.time())
+        self.stats = ProxyStats(shared, worker)
+        base = shared.base(worker)
         limits = config.limits
         self.stable_pool = Pool(config.stable, config.ssl_context(config.stable), limits.connect_timeout,
-                                limits.max_in_flight)
+                                limits.max_in_flight, self.words, base + SCALAR["in_flight_stable"])
         self.canary_pool = Pool(config.candidate, config.ssl_context(config.candidate), limits.connect_timeout,
-                                limits.max_in_flight)
+                                limits.max_in_flight, self.words, base + SCALAR["in_flight_canary"])
         mirror_pool = Pool(config.candidate, config.ssl_context(config.candidate), limits.connect_timeout,
-                           limits.max_mirrors_in_flight)
+                           limits.max_mirrors_in_flight, self.words, base + SCALAR["mirror_in_flight"])
         self.mirror = Mirror(self, mirror_pool, sink, limits.body_copy_cap, limits.response_timeout)
         self.sink = sink
         self.conns: set[ClientConn] = set()
@@ -54,11 +56,14 @@ class Proxy:
         self._random = random.random
         self._point_cache: dict[bytes, float] = {}
 
+    @property
+    def split(self) -> Split:
+        return Split(*self.shared.split())
+
     # -- routing (hot path)
     def route(self, sticky: bytes | None, now: float) -> tuple[str, bool]:
         """The role that serves a new request, and whether it is the ejected candidate's recovery probe."""
-        weight = self.split.candidate_weight
-        self.retry_budget.on_request(now)
+        weight = self.words[0] & 0xFF  # the shared split word: weight | mirror << 8
         if weight <= 0:
             return "stable", False
         if weight >= 100:
@@ -83,36 +88,29 @@ class Proxy:
         return "stable", False  # ejected: the user's share goes to stable, their assignment unchanged
 
     def sample_mirror(self) -> bool:
-        return self._random() * 100.0 < self.split.mirror_percent
+        mirror = (self.words[0] >> 8) & 0xFF
+        return mirror > 0 and self._random() * 100.0 < mirror
 
-    # -- admin
-    def set_split(self, split: Split, state_file: Path | None) -> None:
-        """Persist first, then switch: a failed write changes nothing. New requests see it at once."""
-        if state_file is not None:
-            save_split(state_file, split, self.config.app)
-        self.split = split
-
-    def snapshot(self) -> dict[str, Any]:
-        """``GET /api/v1/stats`` (cumulative since start)."""
-        stats = self.stats
+    # -- the candidate's health, mirrored into the shared counters for the admin API
+    def candidate_failed(self, now: float) -> None:
         ejection = self.ejection
-        return {
-            "app": stats.app,
-            "started_at": stats.started_at,
-            "now": time.time(),
-            "split": self.split.to_json(),
-            "latency_bounds": list(LATENCY_BOUNDS),
-            "roles": {role: stats.role(role).to_json() for role in ROLES},
-            "candidate": {"ejected": ejection.is_ejected(), "ejections": ejection.ejections,
-                          "consecutive_failures": ejection.consecutive_failures},
-            "retries": {"attempted": stats.retries_attempted, "succeeded": stats.retries_succeeded,
-                        "budget_exhausted": stats.retries_budget_exhausted},
-            "mirror": {"sent": stats.mirror_sent, "completed": stats.mirror_completed,
-                       "dropped": stats.mirror_dropped, "failed": stats.mirror_failed,
-                       "in_flight": self.mirror.in_flight},
-            "overload": {"rejected": stats.overload_rejected},
-            "in_flight": {"stable": self.stable_pool.in_flight, "canary": self.canary_pool.in_flight},
-        }
+        ejection.failure(now)
+        self._publish_ejection()
+
+    def candidate_ok(self) -> None:
+        ejection = self.ejection
+        if ejection.consecutive_failures or ejection.ejected_until is not None or ejection.probing:
+            ejection.success()
+            self._publish_ejection()
+
+    def probe_abandoned(self) -> None:
+        self.ejection.probing = False
+
+    def _publish_ejection(self) -> None:
+        stats, ejection = self.stats, self.ejection
+        stats.ejected = 1 if ejection.is_ejected() else 0
+        stats.ejections = ejection.ejections
+        stats.consecutive_failures = ejection.consecutive_failures
 
     # -- housekeeping
     def sweep(self) -> None:

@@ -54,32 +54,20 @@ class Ejection:
 
 
 class RetryBudget:
-    """Retries allowed while they stay under ``ratio`` of requests in the recent past (plus a floor of a few,
-    so that a quiet service can still retry). Counts decay by halves every ``period`` seconds."""
+    """Envoy's retry budget: retries in flight stay under ``ratio`` of the requests in flight, with a floor
+    (``min_concurrency``) so that a quiet service can still retry. A failing candidate under heavy load
+    thus adds at most ``ratio`` extra requests to stable, never a retry storm."""
 
-    def __init__(self, ratio: float, period: float = 10.0, floor: int = 3) -> None:
+    def __init__(self, ratio: float, min_concurrency: int = 3) -> None:
         self.ratio = ratio
-        self.period = period
-        self.floor = floor
-        self.requests = 0.0
-        self.retries = 0.0
-        self._since = 0.0
+        self.min_concurrency = min_concurrency
+        self.active = 0
 
-    def _decay(self, now: float) -> None:
-        if now - self._since >= self.period:
-            steps = min(int((now - self._since) / self.period), 30)
-            factor = 0.5**steps
-            self.requests *= factor
-            self.retries *= factor
-            self._since = now
-
-    def on_request(self, now: float) -> None:
-        self._decay(now)
-        self.requests += 1
-
-    def try_retry(self, now: float) -> bool:
-        self._decay(now)
-        if self.retries + 1 > self.ratio * self.requests + self.floor:
+    def try_retry(self, requests_in_flight: int) -> bool:
+        if self.active + 1 > max(self.min_concurrency, self.ratio * requests_in_flight):
             return False
-        self.retries += 1
+        self.active += 1
         return True
+
+    def retry_done(self) -> None:
+        self.active -= 1

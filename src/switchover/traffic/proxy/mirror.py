@@ -91,7 +91,7 @@ class Mirror:
         self.sink = sink
         self.cap = cap
         self.timeout = timeout
-        self.in_flight = 0
+        self._batch: list[MirrorCopy] = []
 
     def new_pair(self, exchange: Exchange) -> PairSlot | None:
         return PairSlot(self, exchange) if self.sink is not None else None
@@ -102,7 +102,7 @@ class Mirror:
         if exchange.copy is None:  # body beyond the copy cap: streamed to stable only
             exchange.pair = None
             return
-        if self.in_flight >= self.pool.max_in_flight:
+        if self.pool.in_flight >= self.pool.max_in_flight:
             stats.mirror_dropped += 1
             exchange.pair = None
             return
@@ -110,27 +110,133 @@ class Mirror:
         pair = exchange.pair
         if pair is not None:
             pair.body = body
-        self.in_flight += 1
         self.pool.in_flight += 1
         stats.mirror_sent += 1
         copy = MirrorCopy(self, exchange, body, pair)
+        if copy.head_only:  # the answer to HEAD cannot be told from the next one's start: alone
+            self._send([copy])
+            return
+        # Copies made in the same turn of the event loop leave together, pipelined on one connection:
+        # one write (and mostly one read) for several, which keeps mirroring cheap for the proxy.
+        self._batch.append(copy)
+        if len(self._batch) == 1:
+            self.proxy.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        for start in range(0, len(batch), MAX_PIPELINE):
+            self._send(batch[start:start + MAX_PIPELINE])
+
+    def _send(self, copies: list[MirrorCopy]) -> None:
+        pipeline = MirrorPipeline(self, copies)
         conn = self.pool.take()
         if conn is not None:
-            copy.send(conn)
+            pipeline.send(conn)
         else:
-            self.proxy.loop.create_task(copy.connect())
+            self.proxy.loop.create_task(pipeline.connect())
+
+
+MAX_PIPELINE = 16
+
+
+class MirrorPipeline:
+    """Copies sent back to back on one connection to the candidate (HTTP/1.1 pipelining); answers come
+    back in order. The ``Receiver`` of that connection until the last answer."""
+
+    __slots__ = ("conn", "copies", "index", "mirror")
+
+    def __init__(self, mirror: Mirror, copies: list[MirrorCopy]) -> None:
+        self.mirror = mirror
+        self.copies = copies
+        self.index = 0
+        self.conn: UpstreamConn | None = None
+
+    async def connect(self) -> None:
+        try:
+            conn = await self.mirror.pool.connect()
+        except (OSError, TimeoutError) as exc:
+            self.on_upstream_error("connect-timeout" if isinstance(exc, TimeoutError) else "connect")
+            return
+        self.send(conn)
+
+    def send(self, conn: UpstreamConn) -> None:
+        self.conn = conn
+        copies = self.copies
+        data = copies[0].data if len(copies) == 1 else b"".join(c.data for c in copies)
+        conn.send(self, data, copies[0].head_only, self.mirror.timeout)
+
+    def on_informational(self, head: bytes) -> None:
+        pass
+
+    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.copies[self.index].on_response_head(status, reason, headers)
+
+    def on_response_body(self, data: bytes) -> None:
+        self.copies[self.index].on_response_body(data)
+
+    def on_response_complete(self, reusable: bool) -> None:
+        copy = self.copies[self.index]
+        self.index += 1
+        copy.on_response_complete(reusable)
+        conn = self.conn
+        if self.index < len(self.copies):
+            if reusable and conn is not None and conn.alive:
+                conn.receiver = self  # the next answer on this connection is the next copy's
+                conn.deadline = time.monotonic() + self.mirror.timeout
+            else:  # the upstream closes after this answer: the rest were sent and will never be answered
+                self.on_upstream_error("reset")
+            return
+        self.conn = None
+        if conn is not None:
+            if reusable:
+                self.mirror.pool.give_back(conn)
+            else:
+                self.mirror.pool.busy.discard(conn)
+                conn.close()
+
+    def on_upstream_error(self, kind: str) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self.mirror.pool.busy.discard(conn)
+            conn.detach()
+        for copy in self.copies[self.index:]:
+            copy.on_upstream_error(kind)
+        self.index = len(self.copies)
+
+    def on_tunnel_data(self, data: bytes) -> None:
+        pass
+
+    def on_upstream_pause(self, paused: bool) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
 class MirrorCopy:
-    """One mirrored request to the candidate (a ``Receiver`` for its upstream connection)."""
+    """One mirrored request to the candidate and what came back (its pipeline owns the connection)."""
 
-    __slots__ = ("body", "chunks", "conn", "data", "head_only", "headers", "mirror", "pair", "size", "started",
+    __slots__ = ("chunks", "data", "head_only", "headers", "mirror", "pair", "size", "started",
                  "status")
 
     def __init__(self, mirror: Mirror, exchange: Exchange, body: bytes, pair: PairSlot | None) -> None:
         self.mirror = mirror
         self.pair = pair
         self.head_only = exchange.method == b"HEAD"
+        if (not exchange.chunked and exchange.role == "stable" and exchange._head is not None
+                and exchange.headers[-1] != (b"host", b"")):
+            # The user's request head, already built, plus the shadow mark: no second pass over headers.
+            self.data = exchange._head[:-2] + b"x-switchover-shadow: 1\r\n\r\n" + body
+        else:
+            self.data = self._build_head(mirror, exchange, body) + body
+        self.status = 0
+        self.headers: tuple[tuple[str, str], ...] = ()
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.started = time.monotonic()
+
+    @staticmethod
+    def _build_head(mirror: Mirror, exchange: Exchange, body: bytes) -> bytes:
         lines = [b"%s %s HTTP/1.1\r\n" % (exchange.method, exchange.url)]
         host = mirror.proxy.candidate.host_header
         for name, value in exchange.headers:
@@ -144,31 +250,9 @@ class MirrorCopy:
         if body or exchange.content_length >= 0 or exchange.chunked:
             lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
-        self.data = b"".join(lines) + body
-        self.conn: UpstreamConn | None = None
-        self.status = 0
-        self.headers: tuple[tuple[str, str], ...] = ()
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.started = time.monotonic()
-        self.body = body
+        return b"".join(lines)
 
-    async def connect(self) -> None:
-        try:
-            conn = await self.mirror.pool.connect()
-        except (OSError, TimeoutError) as exc:
-            self.on_upstream_error("connect-timeout" if isinstance(exc, TimeoutError) else "connect")
-            return
-        self.send(conn)
-
-    def send(self, conn: UpstreamConn) -> None:
-        self.conn = conn
-        conn.send(self, self.data, self.head_only, self.mirror.timeout)
-
-    # -- Receiver
-    def on_informational(self, head: bytes) -> None:
-        pass
-
+    # -- what its pipeline reports
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
         if self.pair is not None:
@@ -182,13 +266,6 @@ class MirrorCopy:
 
     def on_response_complete(self, reusable: bool) -> None:
         mirror = self.mirror
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            if reusable:
-                mirror.pool.give_back(conn)
-            else:
-                mirror.pool.busy.discard(conn)
-                conn.close()
         latency = self._end()
         mirror.proxy.stats.mirror_completed += 1
         mirror.proxy.stats.shadow.record(self.status, latency)
@@ -198,9 +275,6 @@ class MirrorCopy:
 
     def on_upstream_error(self, kind: str) -> None:
         mirror = self.mirror
-        if self.conn is not None:
-            mirror.pool.busy.discard(self.conn)
-            self.conn = None
         latency = self._end()
         status = 504 if kind in ("timeout", "connect-timeout") else 502
         mirror.proxy.stats.mirror_failed += 1
@@ -208,13 +282,6 @@ class MirrorCopy:
         if self.pair is not None:
             self.pair.candidate_done(Answer(status, (), b"", latency, error_kind(kind)))
 
-    def on_tunnel_data(self, data: bytes) -> None:
-        pass
-
-    def on_upstream_pause(self, paused: bool) -> None:
-        pass
-
     def _end(self) -> float:
-        self.mirror.in_flight -= 1
         self.mirror.pool.in_flight -= 1
         return time.monotonic() - self.started

@@ -9,7 +9,9 @@ on stable and for the mirror.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+import traceback
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 # Hop-by-hop headers (RFC 9110 7.6.1): never forwarded; the proxy writes its own framing.
 HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
                         b"transfer-encoding", b"upgrade"})
+_SPECIAL_LENGTHS = frozenset(len(n) for n in (*HOP_BY_HOP, b"content-length"))
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 _CONNECTION_TOKENS = frozenset({b"keep-alive", b"close", b"upgrade"})
 
@@ -35,7 +38,7 @@ _PAUSE_UPSTREAM = 4  # the upstream does not read the body fast enough
 _MAX_PIPELINE = 16
 _MAX_PENDING = 1 << 20
 
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
+_REASONS = {400: b"Bad Request", 500: b"Internal Server Error", 408: b"Request Timeout", 413: b"Content Too Large",
             431: b"Request Header Fields Too Large", 502: b"Bad Gateway", 503: b"Service Unavailable",
             504: b"Gateway Timeout"}
 
@@ -61,6 +64,7 @@ class ClientConn(asyncio.Protocol):
         self.write_paused = False
         self.closed = False
         self.upgrading: Exchange | None = None
+        self.out: list[bytes] = []
         self._reset_head()
 
     def _reset_head(self) -> None:
@@ -96,10 +100,14 @@ class ClientConn(asyncio.Protocol):
                 self.upgrading.on_tunnel_request_data(rest)
             return
         except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _HeadTooLarge):
+            cause = exc.__context__
+            if isinstance(cause, _HeadTooLarge):
                 self.fail(431, "request header fields too large")
-            else:
-                self.fail(400, f"bad request ({exc.__context__!r})")
+            elif isinstance(cause, ValueError):  # e.g. a Content-Length that is not a number
+                self.fail(400, "malformed request header")
+            else:  # a bug in the proxy: say so, and leave a trace for the operator
+                traceback.print_exception(cause or exc, file=sys.stderr)
+                self.fail(500, "internal error in the proxy (see its log)")
             return
         except httptools.HttpParserError as exc:
             self.fail(400, f"malformed request ({exc})")
@@ -214,8 +222,21 @@ class ClientConn(asyncio.Protocol):
 
     # -- used by exchanges
     def write(self, data: bytes) -> None:
+        if self.out:
+            self.flush()
         if self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def buffer(self, data: bytes) -> None:
+        """Collect an answer's pieces; flushed in one write (one syscall) per upstream read."""
+        self.out.append(data)
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.out = []
+            if self.transport is not None and not self.closed:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def pause(self, reason: int) -> None:
         if not self.paused and self.transport is not None and not self.closed:
@@ -252,6 +273,7 @@ class ClientConn(asyncio.Protocol):
 
     def close(self) -> None:
         if self.transport is not None and not self.closed:
+            self.flush()
             self.closed = True
             self.transport.close()
 
@@ -297,6 +319,7 @@ class Exchange:
         "pool",
         "probe",
         "proxy",
+        "replayed",
         "retried",
         "role",
         "sent_head",
@@ -335,6 +358,7 @@ class Exchange:
         self.pool: Pool | None = None
         self.attempt = 0
         self.retried = False
+        self.replayed = False
         self.probe = False
         self.sent_head = False
         self.chunked_out = False
@@ -344,8 +368,8 @@ class Exchange:
         self.tunnel_buffer: list[bytes] | None = [] if upgrade else None
         self._head: bytes | None = None
         self.role, self.probe = proxy.route(sticky, arrived)
-        self.mirror_wanted = (self.role == "stable" and not upgrade and proxy.split.mirror_percent > 0
-                              and (self.idempotent or proxy.mirror_writes) and proxy.sample_mirror())
+        self.mirror_wanted = (self.role == "stable" and not upgrade and (self.idempotent or proxy.mirror_writes)
+                              and proxy.sample_mirror())
         self.pair: PairSlot | None = proxy.mirror.new_pair(self) if self.mirror_wanted else None
 
     # -- request side
@@ -357,8 +381,10 @@ class Exchange:
         pool = proxy.canary_pool if self.role == "canary" else proxy.stable_pool
         if pool.in_flight >= pool.max_in_flight:
             proxy.stats.overload_rejected += 1
+            if self.retried:
+                proxy.retry_budget.retry_done()
             if self.probe:
-                proxy.ejection.probing = False
+                proxy.probe_abandoned()
             self.respond_local(503, f"{'candidate' if self.role == 'canary' else 'stable'} has too many requests "
                                "in flight; retry shortly", extra=b"retry-after: 1\r\n")
             return
@@ -405,7 +431,7 @@ class Exchange:
 
     def _send(self, conn: UpstreamConn) -> None:
         self.conn = conn
-        body = self.copy if self.retried and self.copy is not None else self.pending
+        body = self.copy if (self.retried or self.replayed) and self.copy is not None else self.pending
         if self.chunked:
             data = b"".join([self._request_head(), *(b"%x\r\n%s\r\n" % (len(c), c) for c in body if c)])
             if self.body_done:
@@ -456,30 +482,31 @@ class Exchange:
     # -- upstream side (Receiver)
     def on_informational(self, head: bytes) -> None:
         if not self.sent_head and self.version == "1.1":
-            self.client.write(head)
+            self.client.buffer(head)
 
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         proxy = self.proxy
         if self.role == "canary":
             if status >= 500:
                 now = time.monotonic()
-                proxy.ejection.failure(now)
+                proxy.candidate_failed(now)
                 if self._may_retry(now):
                     self._retry_on_stable(status, now)
                     return
             else:
-                proxy.ejection.success()
+                proxy.candidate_ok()
         self.status = status
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason or b"-")]
         has_length = False
         for name, value in headers:
-            lname = name.lower()
-            if lname in HOP_BY_HOP:
-                if status == 101 and lname == b"upgrade":
-                    out.append(name + b": " + value + b"\r\n")
-                continue
-            if lname == b"content-length":
-                has_length = True
+            if len(name) in _SPECIAL_LENGTHS:  # cheap filter before lower()
+                lname = name.lower()
+                if lname in HOP_BY_HOP:
+                    if status == 101 and lname == b"upgrade":
+                        out.append(name + b": " + value + b"\r\n")
+                    continue
+                if lname == b"content-length":
+                    has_length = True
             out.append(name + b": " + value + b"\r\n")
         no_body = self.method == b"HEAD" or status in (204, 304) or status < 200
         if status == 101:
@@ -496,7 +523,7 @@ class Exchange:
             elif self.version == "1.0":
                 out.append(b"connection: keep-alive\r\n")
         out.append(b"\r\n")
-        self.client.write(b"".join(out))
+        self.client.buffer(b"".join(out))
         self.sent_head = True
         if self.pair is not None:
             self.pair.stable_head(status, headers)
@@ -507,9 +534,9 @@ class Exchange:
 
     def on_response_body(self, data: bytes) -> None:
         if self.chunked_out:
-            self.client.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.client.buffer(b"%x\r\n%s\r\n" % (len(data), data))
         else:
-            self.client.write(data)
+            self.client.buffer(data)
         if self.pair is not None:
             self.pair.stable_body(data)
 
@@ -517,9 +544,11 @@ class Exchange:
         if self.done:
             return
         if self.chunked_out:
-            self.client.write(b"0\r\n\r\n")
+            self.client.buffer(b"0\r\n\r\n")
+        self.client.flush()
         conn, self.conn = self.conn, None
-        self._release(conn, reusable)
+        # An upstream that answered before the whole body reached it has a half-sent request: not reusable.
+        self._release(conn, reusable and self.body_done)
         now = time.monotonic()
         self._record(self.status, now)
         if self.pair is not None:
@@ -536,10 +565,17 @@ class Exchange:
         status = 504 if kind in ("timeout", "connect-timeout") else 502
         conn, self.conn = self.conn, None
         self._release(conn, False)
+        if (kind == "reset" and conn is not None and conn.uses > 1 and not self.sent_head and not self.replayed
+                and self._replayable()):
+            # A reused keep-alive connection the upstream closed as we sent: the request never got there.
+            # Send it again on a fresh connection, same side; nothing is counted.
+            self.replayed = True
+            self.start()
+            return
         now = time.monotonic()
         proxy = self.proxy
         if self.role == "canary" and not self.sent_head:
-            proxy.ejection.failure(now)
+            proxy.candidate_failed(now)
             if self._may_retry(now):
                 self._retry_on_stable(status, now)
                 return
@@ -548,6 +584,7 @@ class Exchange:
             self.pair.stable_done(status, now - self.arrived, kind)
         if self.sent_head:  # mid-body: the client cannot be told otherwise
             self.done = True
+            self.client.flush()
             self.client.close()
             return
         side = "candidate" if self.role == "canary" else "stable"
@@ -559,6 +596,9 @@ class Exchange:
     def on_tunnel_data(self, data: bytes) -> None:
         self.client.write(data)
 
+    def flush(self) -> None:
+        self.client.flush()
+
     def on_upstream_pause(self, paused: bool) -> None:
         if paused:
             self.client.pause(_PAUSE_UPSTREAM)
@@ -566,12 +606,18 @@ class Exchange:
             self.client.resume(_PAUSE_UPSTREAM)
 
     # -- helpers
+    def _replayable(self) -> bool:
+        """Idempotent, and its body is all in the copy (or will be: a known length within the cap)."""
+        if not self.idempotent or self.upgrade or self.copy is None:
+            return False
+        # A chunked body still arriving might outgrow the copy: it cannot be replayed.
+        return self.body_done or 0 <= self.content_length <= self.proxy.limits.body_copy_cap
+
     def _may_retry(self, now: float) -> bool:
         proxy = self.proxy
-        if not (proxy.retry_enabled and self.idempotent and not self.retried and not self.upgrade
-                and self.copy is not None):
+        if not (proxy.retry_enabled and not self.retried and self._replayable()):
             return False
-        if not proxy.retry_budget.try_retry(now):
+        if not proxy.retry_budget.try_retry(proxy.stable_pool.in_flight + proxy.canary_pool.in_flight):
             proxy.stats.retries_budget_exhausted += 1
             return False
         return True
@@ -595,6 +641,8 @@ class Exchange:
         if pool is not None:
             pool.in_flight -= 1
             self.pool = None
+            if self.retried:
+                self.proxy.retry_budget.retry_done()
             if conn is not None:
                 if reusable:
                     pool.give_back(conn)
@@ -643,6 +691,6 @@ class Exchange:
                 self._record(499, time.monotonic())  # nginx's "client closed request"
             self._release(conn, False)
         if self.probe:
-            self.proxy.ejection.probing = False
+            self.proxy.probe_abandoned()
         if self.pair is not None:
             self.pair.cancel()

@@ -15,63 +15,122 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from switchover.metrics.base import LATENCY_BOUNDS, ROLES
+from switchover.traffic.proxy.shared import (
+    ERRORS,
+    LATENCY,
+    LATENCY_SUM_NS,
+    REQUESTS,
+    ROLE_SIZE,
+    SCALAR,
+    STATUS,
+    STATUS_SLOTS,
+    Shared,
+)
 
 _BOUNDS = LATENCY_BOUNDS
 
 
 class RoleStats:
-    """One role's cumulative counts. ``latency_counts`` is per bucket (not cumulative), last = +Inf."""
+    """One role's cumulative counts, in this worker's block of the shared counters."""
 
-    __slots__ = ("errors", "latency_counts", "latency_sum", "requests", "status")
+    __slots__ = ("_base", "_words")
 
-    def __init__(self) -> None:
-        self.requests = 0
-        self.errors = 0
-        self.status: dict[int, int] = {}
-        self.latency_counts = [0] * (len(_BOUNDS) + 1)
-        self.latency_sum = 0.0
+    def __init__(self, words: memoryview, base: int) -> None:
+        self._words = words
+        self._base = base
 
     def record(self, status: int, latency: float) -> None:
-        self.requests += 1
+        words, base = self._words, self._base
+        words[base + REQUESTS] += 1
         if status >= 500:
-            self.errors += 1
-        self.status[status] = self.status.get(status, 0) + 1
+            words[base + ERRORS] += 1
+        slot = status - 100 if 100 <= status < 600 else STATUS_SLOTS - 1
+        words[base + STATUS + slot] += 1
         # Prometheus `le`: a value equal to a bound falls in that bound's bucket.
-        self.latency_counts[bisect_left(_BOUNDS, latency)] += 1
-        self.latency_sum += latency
+        words[base + LATENCY + bisect_left(_BOUNDS, latency)] += 1
+        words[base + LATENCY_SUM_NS] += int(latency * 1e9)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "errors": self.errors,
-            "status": {str(k): v for k, v in sorted(self.status.items())},
-            "latency_counts": list(self.latency_counts),
-            "latency_sum": self.latency_sum,
-        }
+
+def role_json(shared: Shared, role_index: int) -> dict[str, Any]:
+    """A role's counters summed over the workers, as in ``GET /api/v1/stats``."""
+    base = role_index * ROLE_SIZE
+    status = shared.totals(base + STATUS, STATUS_SLOTS)
+    return {
+        "requests": shared.total(base + REQUESTS),
+        "errors": shared.total(base + ERRORS),
+        "status": {str(100 + i): n for i, n in enumerate(status) if n},
+        "latency_counts": shared.totals(base + LATENCY, len(_BOUNDS) + 1),
+        "latency_sum": shared.total(base + LATENCY_SUM_NS) / 1e9,
+    }
+
+
+class _Scalar:
+    """A counter of this worker's block, used like a plain int attribute (``stats.mirror_sent += 1``)."""
+
+    def __init__(self, name: str) -> None:
+        self.offset = SCALAR[name]
+
+    def __get__(self, obj: ProxyStats, owner: type | None = None) -> int:
+        value: int = obj.words[obj.base + self.offset]
+        return value
+
+    def __set__(self, obj: ProxyStats, value: int) -> None:
+        obj.words[obj.base + self.offset] = value
 
 
 class ProxyStats:
-    """Everything the proxy counts since it started."""
+    """Everything one worker counts, written to its block of the shared counters."""
 
-    def __init__(self, app: str, started_at: float) -> None:
-        self.app = app
-        self.started_at = started_at
-        self.stable = RoleStats()
-        self.canary = RoleStats()
-        self.shadow = RoleStats()
-        self.retries_attempted = 0
-        self.retries_succeeded = 0
-        self.retries_budget_exhausted = 0
-        self.ejections = 0
-        self.mirror_sent = 0
-        self.mirror_completed = 0
-        self.mirror_dropped = 0
-        self.mirror_failed = 0
-        self.overload_rejected = 0
+    retries_attempted = _Scalar("retries_attempted")
+    retries_succeeded = _Scalar("retries_succeeded")
+    retries_budget_exhausted = _Scalar("retries_budget_exhausted")
+    ejections = _Scalar("ejections")
+    ejected = _Scalar("ejected")
+    consecutive_failures = _Scalar("consecutive_failures")
+    mirror_sent = _Scalar("mirror_sent")
+    mirror_completed = _Scalar("mirror_completed")
+    mirror_dropped = _Scalar("mirror_dropped")
+    mirror_failed = _Scalar("mirror_failed")
+    mirror_in_flight = _Scalar("mirror_in_flight")
+    overload_rejected = _Scalar("overload_rejected")
+    in_flight_stable = _Scalar("in_flight_stable")
+    in_flight_canary = _Scalar("in_flight_canary")
+    ready = _Scalar("ready")
+
+    def __init__(self, shared: Shared, worker: int) -> None:
+        self.words = shared.words
+        self.base = shared.base(worker)
+        self.stable = RoleStats(self.words, self.base + 0 * ROLE_SIZE)
+        self.canary = RoleStats(self.words, self.base + 1 * ROLE_SIZE)
+        self.shadow = RoleStats(self.words, self.base + 2 * ROLE_SIZE)
 
     def role(self, name: str) -> RoleStats:
         stats: RoleStats = getattr(self, name)
         return stats
+
+
+def snapshot(shared: Shared, app: str, started_at: float, now: float) -> dict[str, Any]:
+    """``GET /api/v1/stats``: cumulative since start, summed over the workers."""
+    weight, mirror = shared.split()
+    scalar = shared.scalar
+    return {
+        "app": app,
+        "started_at": started_at,
+        "now": now,
+        "split": {"candidate_weight": weight, "mirror_percent": mirror},
+        "latency_bounds": list(_BOUNDS),
+        "roles": {role: role_json(shared, i) for i, role in enumerate(ROLES)},
+        # Each worker ejects on its own failures (passive, as Envoy's per-host outlier detection).
+        "candidate": {"ejected": scalar("ejected") > 0, "ejections": scalar("ejections"),
+                      "consecutive_failures": shared.scalar_max("consecutive_failures")},
+        "retries": {"attempted": scalar("retries_attempted"), "succeeded": scalar("retries_succeeded"),
+                    "budget_exhausted": scalar("retries_budget_exhausted")},
+        "mirror": {"sent": scalar("mirror_sent"), "completed": scalar("mirror_completed"),
+                   "dropped": scalar("mirror_dropped"), "failed": scalar("mirror_failed"),
+                   "in_flight": scalar("mirror_in_flight")},
+        "overload": {"rejected": scalar("overload_rejected")},
+        "in_flight": {"stable": scalar("in_flight_stable"), "canary": scalar("in_flight_canary")},
+    }
 
 
 class StatsCollector(Collector):

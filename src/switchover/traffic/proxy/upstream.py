@@ -16,6 +16,10 @@ import httptools
 
 from switchover.traffic.proxy.config import UpstreamAddress
 
+# Idle upstream connections are closed after this long: below the keep-alive timeouts of common servers
+# (Node.js 5 s, nginx 75 s), so that the proxy seldom reuses one the upstream is closing.
+POOL_IDLE_TIMEOUT = 4.0
+
 
 class Receiver(Protocol):
     """What an upstream connection reports to the exchange it carries."""
@@ -27,11 +31,28 @@ class Receiver(Protocol):
     def on_upstream_error(self, kind: str) -> None: ...  # "connect", "reset", "timeout", "protocol"
     def on_tunnel_data(self, data: bytes) -> None: ...
     def on_upstream_pause(self, paused: bool) -> None: ...
+    def flush(self) -> None: ...  # after each read: write what the answer produced, in one go
 
 
 class UpstreamConn(asyncio.Protocol):
-    __slots__ = ("_close_delimited", "_head_only", "_headers", "_keep_alive", "_parser", "_reason", "_status", "_tunnel",
-                 "alive", "deadline", "pool", "receiver", "transport")
+    __slots__ = (
+        "_close_delimited",
+        "_framed",
+        "_head_only",
+        "_headers",
+        "_keep_alive",
+        "_parser",
+        "_reason",
+        "_status",
+        "_tunnel",
+        "alive",
+        "deadline",
+        "idle_since",
+        "pool",
+        "receiver",
+        "transport",
+        "uses",
+    )
 
     def __init__(self, pool: Pool) -> None:
         self.pool = pool
@@ -39,11 +60,14 @@ class UpstreamConn(asyncio.Protocol):
         self.receiver: Receiver | None = None
         self.alive = False
         self.deadline: float | None = None  # monotonic time by which the answer's head must arrive
+        self.idle_since = 0.0
+        self.uses = 0  # requests sent on this connection; a reused one may have been closed by the upstream
         self._parser = httptools.HttpResponseParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
         self._head_only = False  # HEAD: the answer has no body, whatever its Content-Length says
         self._close_delimited = False
+        self._framed = False
         self._keep_alive = True
         self._status = 0
         self._tunnel = False
@@ -58,13 +82,16 @@ class UpstreamConn(asyncio.Protocol):
             if self.receiver is not None:
                 self.receiver.on_tunnel_data(data)
             return
-        if self.receiver is None:  # bytes nobody asked for: the connection is unusable
+        receiver = self.receiver
+        if receiver is None:  # bytes nobody asked for: the connection is unusable
             self.close()
             return
         try:
             self._parser.feed_data(data)
+            receiver.flush()
         except httptools.HttpParserUpgrade as exc:
             self._tunnel = True
+            receiver.flush()  # the 101 head first
             rest = data[exc.args[0]:]
             if rest and self.receiver is not None:
                 self.receiver.on_tunnel_data(rest)
@@ -101,6 +128,10 @@ class UpstreamConn(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
+        if len(name) in (14, 17):  # cheap filter before lower(): content-length, transfer-encoding
+            lname = name.lower()
+            if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
+                self._framed = True
 
     def on_headers_complete(self) -> None:
         self.deadline = None
@@ -108,6 +139,7 @@ class UpstreamConn(asyncio.Protocol):
         self._status = status
         headers, self._headers = self._headers, []
         reason, self._reason = self._reason, b""
+        framed, self._framed = self._framed, False
         receiver = self.receiver
         if receiver is None:
             return
@@ -115,11 +147,6 @@ class UpstreamConn(asyncio.Protocol):
             head = b"HTTP/1.1 %d %s\r\n" % (status, reason) + b"".join(n + b": " + v + b"\r\n" for n, v in headers)
             receiver.on_informational(head + b"\r\n")
             return
-        framed = False
-        for name, value in headers:
-            lname = name.lower()
-            if lname == b"content-length" or (lname == b"transfer-encoding" and b"chunked" in value.lower()):
-                framed = True
         no_body = self._head_only or status in (204, 304) or status == 101
         self._close_delimited = not framed and not no_body
         self._keep_alive = self._parser.should_keep_alive()
@@ -152,6 +179,7 @@ class UpstreamConn(asyncio.Protocol):
     # -- used by exchanges
     def send(self, receiver: Receiver, data: bytes, head_only: bool, timeout: float) -> None:
         self.receiver = receiver
+        self.uses += 1
         self._head_only = head_only
         self.deadline = time.monotonic() + timeout
         assert self.transport is not None
@@ -190,7 +218,9 @@ class Pool:
     """Keep-alive connections to one upstream, and the count of requests in flight to it."""
 
     def __init__(self, address: UpstreamAddress, ssl_context: ssl.SSLContext | None, connect_timeout: float,
-                 max_in_flight: int, max_idle: int = 256) -> None:
+                 max_in_flight: int, words: memoryview, in_flight_index: int, max_idle: int = 256) -> None:
+        self._words = words  # requests in flight live in the shared counters, for the admin API
+        self._index = in_flight_index
         self.address = address
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
@@ -198,14 +228,24 @@ class Pool:
         self.max_idle = max_idle
         self.idle: list[UpstreamConn] = []
         self.busy: set[UpstreamConn] = set()
-        self.in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        value: int = self._words[self._index]
+        return value
+
+    @in_flight.setter
+    def in_flight(self, value: int) -> None:
+        self._words[self._index] = value
 
     def take(self) -> UpstreamConn | None:
+        """The most recently used idle connection (LIFO keeps a few warm), unless it has idled too long."""
         while self.idle:
             conn = self.idle.pop()
-            if conn.alive:
+            if conn.alive and time.monotonic() - conn.idle_since < POOL_IDLE_TIMEOUT:
                 self.busy.add(conn)
                 return conn
+            conn.close()
         return None
 
     async def connect(self) -> UpstreamConn:
@@ -222,6 +262,7 @@ class Pool:
     def give_back(self, conn: UpstreamConn) -> None:
         self.busy.discard(conn)
         if conn.alive and len(self.idle) < self.max_idle:
+            conn.idle_since = time.monotonic()
             self.idle.append(conn)
         else:
             conn.close()
@@ -234,6 +275,12 @@ class Pool:
     def sweep(self, now: float) -> None:
         for conn in [c for c in self.busy if c.deadline is not None and c.deadline <= now]:
             conn.timed_out()
+        if self.idle and now - self.idle[0].idle_since >= POOL_IDLE_TIMEOUT:
+            keep = [c for c in self.idle if now - c.idle_since < POOL_IDLE_TIMEOUT]
+            for conn in self.idle:
+                if conn not in keep:
+                    conn.close()
+            self.idle = keep
 
     def close(self) -> None:
         for conn in [*self.idle, *self.busy]:

@@ -1,0 +1,72 @@
+"""State shared by the proxy's worker processes: the split and every counter, in one anonymous
+shared memory map created before the workers are forked.
+
+Each worker writes only its own block of 64-bit counters (no locks needed); the admin API sums the
+blocks when it is read. The split is one 64-bit word (weight | mirror << 8), written in one store,
+so a worker never sees half of a change.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+from switchover.metrics.base import LATENCY_BOUNDS, ROLES
+
+# A role's block: requests, errors, latency sum (ns), status 100..599 (one slot each), latency buckets.
+REQUESTS, ERRORS, LATENCY_SUM_NS, STATUS = 0, 1, 2, 3
+STATUS_SLOTS = 500  # codes 100-599; anything else is counted as 599's neighbour slot "other" (index 499)
+LATENCY = STATUS + STATUS_SLOTS
+ROLE_SIZE = LATENCY + len(LATENCY_BOUNDS) + 1
+
+# Scalar counters after the roles, in each worker's block.
+SCALARS = ("retries_attempted", "retries_succeeded", "retries_budget_exhausted", "ejections", "ejected",
+           "consecutive_failures", "mirror_sent", "mirror_completed", "mirror_dropped", "mirror_failed",
+           "mirror_in_flight", "overload_rejected", "in_flight_stable", "in_flight_canary", "ready")
+SCALAR = {name: len(ROLES) * ROLE_SIZE + i for i, name in enumerate(SCALARS)}
+WORKER_SIZE = len(ROLES) * ROLE_SIZE + len(SCALARS)
+HEADER = 8  # word 0: the split
+
+
+def pack_split(weight: int, mirror: int) -> int:
+    return weight | (mirror << 8)
+
+
+def unpack_split(word: int) -> tuple[int, int]:
+    return word & 0xFF, (word >> 8) & 0xFF
+
+
+class Shared:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._map = mmap.mmap(-1, (HEADER + workers * WORKER_SIZE) * 8)  # MAP_SHARED|MAP_ANONYMOUS
+        self.words = memoryview(self._map).cast("q")
+
+    def base(self, worker: int) -> int:
+        return HEADER + worker * WORKER_SIZE
+
+    def set_split(self, weight: int, mirror: int) -> None:
+        self.words[0] = pack_split(weight, mirror)
+
+    def split(self) -> tuple[int, int]:
+        return unpack_split(self.words[0])
+
+    def total(self, offset: int) -> int:
+        """A counter summed over the workers (offset within a worker's block)."""
+        words = self.words
+        return sum(words[HEADER + w * WORKER_SIZE + offset] for w in range(self.workers))
+
+    def totals(self, offset: int, length: int) -> list[int]:
+        out = [0] * length
+        words = self.words
+        for w in range(self.workers):
+            start = HEADER + w * WORKER_SIZE + offset
+            for i, value in enumerate(words[start:start + length]):
+                out[i] += value
+        return out
+
+    def scalar(self, name: str) -> int:
+        return self.total(SCALAR[name])
+
+    def scalar_max(self, name: str) -> int:
+        words = self.words
+        return max(words[HEADER + w * WORKER_SIZE + SCALAR[name]] for w in range(self.workers))

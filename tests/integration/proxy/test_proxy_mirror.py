@@ -1,0 +1,128 @@
+"""Mirroring: copies go to the candidate, never delay users, are bounded, and reach the parity sink."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from switchover.cli.proxy import build_config
+from switchover.traffic.proxy.hooks import MirrorPair
+from switchover.traffic.proxy.routing import Split
+from switchover.traffic.proxy.runner import start
+from tests.integration.proxy.conftest import Upstream, write_plan
+
+
+def _wait_for(check: Any, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_users_get_answers_while_their_mirrored_copies_are_still_in_flight(stable: Upstream, upstreams,
+                                                                             start_proxy) -> None:
+    slow_candidate = upstreams("candidate", "--shadow-delay", "2")
+    proxy = start_proxy(stable.url, slow_candidate.url, "--weight", "0", "--mirror", "100")
+    with httpx.Client() as client:
+        answers = [client.get(proxy.url + f"/echo?i={i}") for i in range(5)]
+        posted = client.post(proxy.url + "/echo", content=b"x")
+    assert [a.json()["upstream"] for a in answers] == ["stable"] * 5
+    assert posted.status_code == 200
+    stats = proxy.stats()
+    # All five users have their answers, and none of the five copies has come back yet.
+    assert stats["mirror"]["sent"] == 5 and stats["mirror"]["in_flight"] == 5
+    assert stats["roles"]["shadow"]["requests"] == 0
+    _wait_for(lambda: proxy.stats()["roles"]["shadow"]["requests"] == 5)
+    stats = proxy.stats()
+    assert stats["roles"]["shadow"]["status"] == {"200": 5}
+    assert stats["mirror"] == {"sent": 5, "completed": 5, "dropped": 0, "failed": 0, "in_flight": 0}
+    assert stats["roles"]["canary"]["requests"] == 0  # copies never count towards the canary
+    assert stats["roles"]["stable"]["requests"] == 6  # the POST was not mirrored (no --mirror-writes)
+
+
+def test_mirrors_are_bounded_and_dropped_when_full(stable: Upstream, upstreams, start_proxy, tmp_path: Path) -> None:
+    slow_candidate = upstreams("candidate", "--shadow-delay", "2")
+    plan = write_plan(tmp_path, stable.url, slow_candidate.url, {"limits": {"max_mirrors_in_flight": 2}})
+    proxy = start_proxy(None, None, "--plan", str(plan), "--mirror", "100", "--mirror-writes")
+    with httpx.Client() as client:
+        assert all(client.post(proxy.url + "/echo", content=b"w").status_code == 200 for _ in range(5))
+    mirror = proxy.stats()["mirror"]
+    assert (mirror["sent"], mirror["dropped"]) == (2, 3)
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.pairs: list[MirrorPair] = []
+
+    def submit(self, pair: MirrorPair) -> None:
+        self.pairs.append(pair)
+
+    def report(self) -> dict[str, Any]:
+        return {"enabled": True, "pairs": len(self.pairs)}
+
+    def close(self) -> None:
+        pass
+
+
+def test_mirrored_pairs_reach_the_parity_sink(stable: Upstream, candidate: Upstream, tmp_path: Path) -> None:
+    config, _ = build_config(
+        plan_path=None, listen="127.0.0.1:0", admin="127.0.0.1:0", stable=stable.url, candidate=candidate.url,
+        app_name="sw_proxy_sink", weight=0, mirror=100, mirror_writes=False, sticky_header=None, sticky_cookie=None,
+        state_file=tmp_path / "s.json", admin_token=None, workers=None)
+    sink = _Sink()
+
+    async def scenario() -> dict[str, Any]:
+        running = await start(config, Split(0, 100), sink)
+        base = f"http://127.0.0.1:{running.listen_port}"
+        async with httpx.AsyncClient() as client:
+            user = await client.get(base + "/echo?x=1", headers={"x-user": "u1"})
+            assert user.json()["upstream"] == "stable"
+            for _ in range(200):
+                if sink.pairs:
+                    break
+                await asyncio.sleep(0.02)
+            report = (await client.get(f"http://127.0.0.1:{running.admin_port}/api/v1/parity")).json()
+        await running.stop(5)
+        return dict(report)
+
+    report = asyncio.run(scenario())
+    assert report == {"enabled": True, "pairs": 1}
+    pair = sink.pairs[0]
+    assert (pair.method, pair.path) == ("GET", "/echo?x=1")
+    assert ("x-user", "u1") in pair.headers
+    assert pair.stable.status == pair.candidate.status == 200
+    assert b'"upstream": "stable"' in pair.stable.body
+    assert b'"upstream": "candidate"' in pair.candidate.body
+    assert b'"x-switchover-shadow": "1"' in pair.candidate.body
+    assert dict(pair.stable.headers)["x-upstream"] == "stable"
+
+
+def test_mirror_failures_are_counted_and_never_reach_users(stable: Upstream, upstreams, start_proxy) -> None:
+    # A candidate that drops every connection's second request: pipelined copies after the first fail.
+    flaky = upstreams("candidate", "--close-second")
+    proxy = start_proxy(stable.url, flaky.url, "--mirror", "100")
+    results: list[int] = []
+
+    def user() -> None:
+        with httpx.Client() as client:
+            results.extend(client.get(proxy.url + "/echo").status_code for _ in range(25))
+
+    users = [threading.Thread(target=user) for _ in range(4)]
+    for t in users:
+        t.start()
+    for t in users:
+        t.join(60)
+    assert results == [200] * 100
+    _wait_for(lambda: proxy.stats()["mirror"]["in_flight"] == 0)
+    mirror = proxy.stats()["mirror"]
+    assert mirror["sent"] == 100 and mirror["dropped"] == 0
+    assert mirror["completed"] + mirror["failed"] == 100
+    assert mirror["completed"] > 0
+    stats = proxy.stats()
+    assert stats["roles"]["shadow"]["requests"] == 100
+    assert stats["roles"]["stable"]["errors"] == 0
