@@ -64,8 +64,11 @@ def one_run(workdir: Path, lead: float = 8.0) -> dict[str, float]:
         poller = threading.Thread(target=poll, daemon=True)
         load.start()
         poller.start()
-        controller = Controller(plan, StateStore(plan.state_url(), plan.base_dir()), router_for(plan), metrics_for(plan))
+        store = StateStore(plan.state_url(), plan.base_dir())
+        controller = Controller(plan, store, router_for(plan), metrics_for(plan))
         outcome = controller.run()
+        judged = [(e.at - fault_at, e.payload["outcome"], e.payload["reason"]) for e in store.events()
+                  if e.kind == "gate_evaluated"]
         stop.set()
         poller.join(5)
         result = load.stop()
@@ -80,7 +83,10 @@ def one_run(workdir: Path, lead: float = 8.0) -> dict[str, float]:
     post_share = result.sent["POST"] / max(1, result.total)
     posts_in_window = RATE * seconds * post_share
     expected_posts = posts_in_window * WEIGHT / 100 * ERROR_RATE
-    return {"detect_s": seconds, "failed_get": failed["GET"], "failed_post": failed["POST"],
+    early = [j for j in judged if j[0] < 0 and j[1] == "fail"]
+    for offset, _outcome, reason in early:
+        print(f"  failing interval before the fault ({offset:+.2f}s): {reason}")
+    return {"detect_s": seconds, "failed_before_fault": len(early), "failed_get": failed["GET"], "failed_post": failed["POST"],
             "expected_post": expected_posts, "posts_in_window": posts_in_window}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from switchover.analysis.stats import mann_whitney, quantile, two_proportion
+from switchover.analysis.stats import count_above, mann_whitney, quantile, two_proportion
 from switchover.analysis.verdict import Outcome, Verdict
 from switchover.metrics.base import Observation
 from switchover.plan.analysis import Analysis, Slo
@@ -60,6 +60,31 @@ def slo_gates(canary: Observation, slo: Slo) -> list[Verdict]:
     return out
 
 
+def _p95_ratio(canary: Observation, stable: Observation, c95: float, s95: float, analysis: Analysis) -> Verdict:
+    """Candidate p95 against ``p95_ratio`` x stable's. A p95 from a few dozen answers is mostly noise,
+    so a breach of the point estimate fails only when it is significant: the candidate has
+    significantly more answers slower than the threshold than stable has (two-proportion test on
+    the histograms' tails). Differences under ``latency_floor_ms`` never fail."""
+    base = analysis.baseline
+    ratio = c95 / s95 if s95 > 0 else (1.0 if c95 == 0 else float("inf"))
+    threshold = max(base.p95_ratio * s95, s95 + base.latency_floor_ms / 1000.0)
+    nums = {"candidate_p95_ms": _ms(c95), "stable_p95_ms": _ms(s95), "ratio": round(ratio, 4), "limit": base.p95_ratio,
+            "threshold_ms": _ms(threshold)}
+    text = f"candidate p95 {_ms(c95)} ms vs stable {_ms(s95)} ms (x{ratio:.2f}, limit x{base.p95_ratio:g})"
+    if c95 <= threshold:
+        return Verdict("baseline.p95_ratio", PASS, text, nums)
+    if canary.histogram is None or stable.histogram is None:
+        return Verdict("baseline.p95_ratio", FAIL, text, nums)  # quantiles only: the point estimate is all we have
+    above_c = round(count_above(canary.histogram, threshold))
+    above_s = round(count_above(stable.histogram, threshold))
+    tail = two_proportion(above_c, canary.histogram.count, above_s, stable.histogram.count)
+    p_value = tail.p_value if tail is not None else 1.0
+    nums.update({"candidate_above": float(above_c), "stable_above": float(above_s), "p_value": p_value,
+                 "alpha": base.tail_alpha})
+    text += f"; slower than {_ms(threshold)} ms: {above_c}/{canary.requests} vs {above_s}/{stable.requests} (p={p_value:.3g})"
+    return Verdict("baseline.p95_ratio", FAIL if p_value < base.tail_alpha else PASS, text, nums)
+
+
 def baseline_gates(canary: Observation, stable: Observation, analysis: Analysis) -> list[Verdict]:
     """Candidate versus stable in the same window."""
     base = analysis.baseline
@@ -68,12 +93,7 @@ def baseline_gates(canary: Observation, stable: Observation, analysis: Analysis)
     if c95 is None or s95 is None:
         out.append(Verdict("baseline.p95_ratio", INCONCLUSIVE, "no latency to compare", {}))
     else:
-        ratio = c95 / s95 if s95 > 0 else (1.0 if c95 == 0 else float("inf"))
-        nums = {"candidate_p95_ms": _ms(c95), "stable_p95_ms": _ms(s95), "ratio": round(ratio, 4),
-                "limit": base.p95_ratio}
-        worse = ratio > base.p95_ratio and (c95 - s95) * 1000.0 > base.p95_floor_ms
-        text = f"candidate p95 {_ms(c95)} ms vs stable {_ms(s95)} ms (x{ratio:.2f}, limit x{base.p95_ratio:g})"
-        out.append(Verdict("baseline.p95_ratio", FAIL if worse else PASS, text, nums))
+        out.append(_p95_ratio(canary, stable, c95, s95, analysis))
 
     prop = two_proportion(canary.errors, canary.requests, stable.errors, stable.requests)
     if prop is None:
@@ -91,11 +111,13 @@ def baseline_gates(canary: Observation, stable: Observation, analysis: Analysis)
         if rank is None:
             out.append(Verdict("baseline.latency_rank", INCONCLUSIVE, "no latency to rank", {}))
         else:
+            c50, s50 = quantile(canary.histogram, 0.5) or 0.0, quantile(stable.histogram, 0.5) or 0.0
             nums = {"effect": round(rank.effect, 4), "p_value": rank.p_value, "alpha": base.rank_alpha,
-                    "effect_limit": base.rank_effect}
-            worse = rank.p_value < base.rank_alpha and rank.effect > base.rank_effect
+                    "effect_limit": base.rank_effect, "candidate_p50_ms": _ms(c50), "stable_p50_ms": _ms(s50)}
+            worse = (rank.p_value < base.rank_alpha and rank.effect > base.rank_effect
+                     and (c50 - s50) * 1000.0 > base.latency_floor_ms)
             text = (f"P(candidate slower) {rank.effect:.2f} (limit {base.rank_effect:g}), "
-                    f"Mann-Whitney p={rank.p_value:.3g}")
+                    f"Mann-Whitney p={rank.p_value:.3g}, p50 {_ms(c50)} vs {_ms(s50)} ms")
             out.append(Verdict("baseline.latency_rank", FAIL if worse else PASS, text, nums))
     return out
 

@@ -5,7 +5,8 @@
 - ``mann_whitney``: Mann-Whitney U on bucketed latencies (Kayenta's judge uses the same test). Every
   observation in one bucket is a tie; ties get mid-ranks and the variance its tie correction; the
   p-value comes from the normal approximation with continuity correction.
-- ``two_proportion``: one-sided z-test that the candidate's error rate is higher than stable's.
+- ``two_proportion``: one-sided z-test (with continuity correction) that the candidate's rate is
+  higher than stable's.
 """
 
 from __future__ import annotations
@@ -50,6 +51,21 @@ def quantile(hist: Histogram, q: float) -> float | None:
             return lower + (upper - lower) * (rank - seen) / count
         seen += count
     return hist.bounds[-1]
+
+
+def count_above(hist: Histogram, threshold: float) -> float:
+    """How many observations exceed ``threshold`` seconds (linear inside the bucket that holds it)."""
+    out = 0.0
+    lower = 0.0
+    for i, count in enumerate(hist.counts):
+        upper = hist.bounds[i] if i < len(hist.bounds) else math.inf
+        if count:
+            if lower >= threshold:
+                out += count
+            elif upper > threshold:
+                out += count * (1.0 if math.isinf(upper) else (upper - threshold) / (upper - lower))
+        lower = upper
+    return out
 
 
 @dataclass(frozen=True)
@@ -110,5 +126,9 @@ def two_proportion(candidate_errors: int, candidate_n: int, stable_errors: int, 
     if se == 0:
         # No errors anywhere (or errors everywhere): nothing distinguishes the two.
         return ProportionTest(p_c, p_s, 0.0, 1.0)
-    z = (p_c - p_s) / se
+    # Yates' continuity correction: the normal approximation is anti-conservative on the few dozen
+    # requests a canary serves per interval; the correction keeps noise from failing a gate.
+    diff = p_c - p_s
+    corrected = max(0.0, abs(diff) - 0.5 * (1 / candidate_n + 1 / stable_n))
+    z = math.copysign(corrected, diff) / se
     return ProportionTest(p_c, p_s, z, normal_sf(z))

@@ -149,6 +149,10 @@ def summary(console: Console, outcome: str, reason: str, seconds: float, load: L
                   highlight=False)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(bad_candidate: bool = False, console: Console | None = None) -> str:
     from switchover.engine.controller import Controller, metrics_for
     from switchover.engine.store import StateStore
@@ -158,6 +162,9 @@ def run_demo(bad_candidate: bool = False, console: Console | None = None) -> str
 
     console = console or Console()
     started = time.monotonic()
+    # `kill` (SIGTERM) or a closed terminal (SIGHUP) clean up like Ctrl-C: stop what we started.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     with tempfile.TemporaryDirectory(prefix="switchover-demo-") as tmp, \
             stack(Path(tmp), v2_args=("--bad",) if bad_candidate else ()) as running:
         plan_path, ports = running.plan_path, running.ports

@@ -12,6 +12,7 @@ import importlib
 import os
 import secrets as pysecrets
 import socket
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ from switchover.engine.steps.base import (
 )
 from switchover.engine.store import Event, StateStore
 from switchover.errors import UserError
-from switchover.metrics.base import Window
+from switchover.metrics.base import Observation, Window
 from switchover.metrics.saturation import has_source, read_saturation
 from switchover.notify.webhook import notify
 from switchover.probes.readiness import check_ready
@@ -275,8 +276,8 @@ class Controller:
         verdicts: list[Verdict] = []
         weight = self.state.weight
         if weight > 0:
-            canary = self.metrics.observe("canary", window)
-            stable = self.metrics.observe("stable", window)
+            canary = self._observe("canary", window)
+            stable = self._observe("stable", window)
             saturation = canary.saturation if canary is not None else None
             if saturation is None and has_source(self.plan):
                 saturation = read_saturation(self.plan)
@@ -313,6 +314,13 @@ class Controller:
             notify(self.plan, "paused", f"paused: {decision.reason}")
         return None
 
+    def _observe(self, role: str, window: Window) -> Observation | None:
+        try:
+            return self.metrics.observe(role, window)
+        except Exception as exc:  # a provider that breaks has no data: inconclusive, never a crash
+            self.info["provider_error"] = f"{exc.__class__.__name__}: {secrets.redact(str(exc))}"
+            return None
+
     def _rollback(self, reason: str, actor: str = ACTOR) -> None:
         self.say(f"rolling back: {reason}")
         rollback(self.plan, self.store, actor, reason, router=self.raw_router, run_id=self.run_id)
@@ -329,6 +337,12 @@ class Controller:
                 self.run_id = latest
                 self.state = previous
                 return True
+        weight, _mirror = self.raw_router.get_routes()
+        if weight != 0:
+            # A new run starts with every user on stable; moving from here to the first step's weight
+            # could send users who are on the candidate back to stable.
+            raise UserError(f"the router already sends {weight}% of users to the candidate; a new run starts from "
+                            f"0%: point the plan's stable at the current version, or `switchover rollback` first")
         self.run_id = new_run_id(self.plan, self.clock())
         self.state = RunState()
         kinds = [str(getattr(s, "kind", "")) for s in self.plan.step_list()]
@@ -346,10 +360,14 @@ class Controller:
                 module = None
             if module is not None:
                 report = module.run_preflight(self.plan, router=self.raw_router, metrics=self.metrics,
-                                              store=self.store, rehearse=True)
-                self.journal("preflight", {"ok": bool(report.ok), "report": report.to_json()})
+                                              store=self.store, rehearse=True,
+                                              journal=lambda kind, payload: self.journal(kind, payload))
+                body = report.to_json()
+                self.journal("preflight", {"ok": bool(report.ok), "report": body})
                 if not report.ok:
-                    return "preflight failed"
+                    failed = [f"{c.get('name')}: {c.get('reason')}" for c in body.get("checks", [])
+                              if str(c.get("status")) == "fail"]
+                    return "preflight failed: " + ("; ".join(failed[:4]) or "see the journal")
         probes = check_ready(self.plan)
         ok = all(p.ok for p in probes)
         self.journal("readiness", {"ok": ok, "probes": [p.to_json() for p in probes]})
@@ -365,6 +383,7 @@ class Controller:
         deliveries = notify(self.plan, "run_finished", text, {"outcome": outcome, "reason": reason})
         if deliveries:
             self.journal("notification", {"event": "run_finished", "deliveries": [d.to_json() for d in deliveries]})
+        self.view.update(self.state, self._view_info())  # the last events, in the live view too
         self.say(text)
         return outcome
 
@@ -415,13 +434,27 @@ class Controller:
         if holder is not None:
             raise UserError(f"another controller runs this plan: {holder.holder} on {holder.host} (pid {holder.pid}); "
                             f"one controller per plan")
+        beating = threading.Event()
+        heart = threading.Thread(target=self._heartbeat, args=(beating,), name="lock-heartbeat", daemon=True)
+        heart.start()
         try:
             return self._run_locked()
         finally:
+            beating.set()
+            heart.join(5)
             if self._api is not None:
                 self._api.stop()
             self.store.release_lock(self._lock_name)
             self.view.close()
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Keep the run lock fresh even while a step works without waiting (a long backfill)."""
+        store = StateStore(self.plan.state_url(), self.plan.base_dir())
+        try:
+            while not stop.wait(5.0):
+                store.heartbeat(self._lock_name)
+        finally:
+            store.close()
 
     def _run_locked(self) -> str:
         self.raw_router.sync(self.plan)

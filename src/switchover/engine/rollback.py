@@ -46,7 +46,8 @@ class RollbackReport:
 
     @property
     def ok(self) -> bool:
-        return self.routed and all(s.get("ok", True) for s in self.steps)
+        # Notifications are best effort: a chat outage does not make a rollback fail.
+        return self.routed and all(s.get("ok", True) for s in self.steps if s.get("action") != "notify")
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "ok": self.ok, "routed": self.routed,

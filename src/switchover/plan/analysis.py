@@ -22,10 +22,11 @@ class Baseline(Strict):
     p95_ratio: float = Field(1.10, gt=0)
     error_alpha: float = Field(0.05, gt=0, lt=1, description="two-proportion test significance")
     rank_alpha: float = Field(0.05, gt=0, lt=1, description="Mann-Whitney significance")
+    tail_alpha: float = Field(0.05, gt=0, lt=1, description="significance of the p95 ratio's tail test")
     rank_effect: float = Field(0.6, gt=0.5, le=1, description="P(candidate slower) above this fails")
-    # Sub-millisecond jitter between two processes is not a regression; p95 differences below this
-    # never fail the ratio gate (Kayenta's judges have a similar "allowed increase" floor).
-    p95_floor_ms: float = Field(5.0, ge=0, description="p95 differences below this never fail the ratio")
+    # Millisecond jitter between two processes (a cold connection pool, a busy core) is not a
+    # regression: latency differences below this never fail the ratio or the rank gate.
+    latency_floor_ms: float = Field(5.0, ge=0, description="latency differences below this never fail")
 
 
 class Analysis(Strict):

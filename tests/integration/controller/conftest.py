@@ -3,10 +3,13 @@ v1 and v2 (real sockets, subprocesses), `switchover run` as a subprocess where a
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +53,44 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class Received:
+    """Bodies a local webhook receiver got (the plan's notifier), in order."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.bodies.append({"path": self.path, **json.loads(self.rfile.read(length) or b"{}")})
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 @pytest.fixture
-def make_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Stack]]:
+def notifications(monkeypatch: pytest.MonkeyPatch) -> Iterator[Received]:
+    received = Received()
+    monkeypatch.setenv("SW_CONTROLLER_NOTIFY_URL", f"http://127.0.0.1:{received.port}/hooks/SECRET-TOKEN-123")
+    yield received
+    received.close()
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path, notifications: Received) -> Iterator[Callable[..., Stack]]:
     """Start v1, v2 (``v2_args``) and the proxy with the test plan; stopped at the end of the test."""
-    monkeypatch.setenv("SW_CONTROLLER_NOTIFY_URL", "http://127.0.0.1:9/hooks/SECRET-TOKEN-123")
     contexts: list[Any] = []
 
     def make(v2_args: tuple[str, ...] = (), **fields: Any) -> Stack:

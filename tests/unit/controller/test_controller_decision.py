@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchover.analysis.decision import Action, Interval, decide, may_advance
@@ -44,6 +44,7 @@ def test_advance_needs_a_passing_latest_interval_since() -> None:
 
 
 @given(st.lists(st.sampled_from([P, F, N]), max_size=30), st.integers(1, 5))
+@settings(deadline=None)
 def test_fewer_than_failure_limit_fails_in_a_row_never_roll_back_by_count(outcomes: list[Outcome], limit: int) -> None:
     a = Analysis(failure_limit=limit, max_breach=1e9, inconclusive_limit=1000)
     h = hist(*outcomes)
@@ -57,6 +58,7 @@ def test_fewer_than_failure_limit_fails_in_a_row_never_roll_back_by_count(outcom
 
 
 @given(st.lists(st.sampled_from([P, N]), max_size=30))
+@settings(deadline=None)
 def test_no_fail_never_rolls_back_when_inconclusive_pauses(outcomes: list[Outcome]) -> None:
     d = decide(hist(*outcomes), 1e6, Analysis(on_inconclusive="pause"))
     assert d.action is not Action.ROLLBACK

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchover.engine.state import fold
@@ -43,6 +43,7 @@ def test_resume_clears_streaks_and_step_entry_resets_intervals() -> None:
 
 
 @given(st.lists(st.integers(0, 100), min_size=1, max_size=20))
+@settings(deadline=None)
 def test_weight_is_the_last_weight_set(weights: list[int]) -> None:
     events = [ev(1, "run_started")] + [ev(i + 2, "weight_set", {"weight": w, "mirror": 0}) for i, w in enumerate(weights)]
     assert fold(events).weight == weights[-1]

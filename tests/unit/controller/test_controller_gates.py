@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from switchover.analysis.gates import judge_window, saturation_gate
@@ -89,8 +89,27 @@ def test_saturation_level_and_growth() -> None:
 
 
 @given(st.integers(0, 5000), st.integers(0, 5000), st.integers(1, 100))
+@settings(deadline=None)
 def test_below_min_requests_never_passes(n: int, stable_n: int, weight: int) -> None:
     a = Analysis(min_requests=200)
     verdicts = judge_window(obs("canary", min(n, 199)), obs("stable", min(stable_n, 300)), weight=weight, slo=Slo(),
                             analysis=a)
     assert combine(verdicts) is not Outcome.PASS
+
+
+def test_a_noisy_small_sample_p95_does_not_fail_the_ratio() -> None:
+    # 30 candidate answers, two of them slow by chance: the point p95 breaches x1.1, the tail is not
+    # significantly heavier than stable's, which has the same share of slow answers.
+    fast, slow = 0.002, 0.014
+    canary = Observation("canary", W, 30, 0, hist([fast] * 28 + [slow] * 2))
+    stable = Observation("stable", W, 300, 0, hist([fast] * 285 + [0.008] * 10 + [slow] * 5))
+    verdict = next(v for v in judge_window(canary, stable, weight=10, slo=Slo(), analysis=Analysis(min_requests=20))
+                   if v.gate == "baseline.p95_ratio")
+    assert verdict.numbers["ratio"] > 1.1 and verdict.outcome is Outcome.PASS
+
+
+def hist(values: list[float]) -> Histogram:
+    counts = [0] * NB
+    for v in values:
+        counts[next((k for k, b in enumerate(LATENCY_BOUNDS) if v <= b), NB - 1)] += 1
+    return Histogram(LATENCY_BOUNDS, tuple(counts))

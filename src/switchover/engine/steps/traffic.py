@@ -1,5 +1,8 @@
 """Traffic steps: ``canary {weight, hold}``, ``pause {}`` and ``hold {duration}``.
 
+Gates they add for their duration: synthetic journeys (when the plan has ``journeys:``; from 100%
+on for the rest of the run) and data reconciliation every ``reconcile_every`` (when set).
+
 Resumable: after a controller restart a canary step finds its own ``weight_set`` in the journal and
 does not move traffic again; the hold counts from that event (users stayed at that weight while
 the controller was down), and at least one interval judged by the new controller must pass.
@@ -36,6 +39,20 @@ def _journeys(ctx: StepContext, scope: str) -> None:
         ctx.add_gate(gate_cls(ctx.plan), scope=scope)
 
 
+def _reconcile(ctx: StepContext, every: float | None) -> None:
+    """``reconcile_every`` on a canary or hold: the data verify issue's ReconcileGate for this step."""
+    if every is None:
+        return
+    try:
+        module: Any = importlib.import_module("switchover.engine.steps.verify")
+    except ModuleNotFoundError:
+        ctx.say("reconcile_every: the data verification module is not installed; no reconcile gate")
+        return
+    gate_cls = getattr(module, "ReconcileGate", None)
+    if gate_cls is not None:
+        ctx.add_gate(gate_cls(ctx.plan, every), scope="step")
+
+
 def _since(ctx: StepContext, kind: str) -> float | None:
     """When this step last journaled ``kind`` (None if never)."""
     found = [e.at for e in ctx.step_events() if e.kind == kind]
@@ -57,6 +74,7 @@ class CanaryStep:
             ctx.router.set_routes(weight, mirror)
             set_at = ctx.now()
         _journeys(ctx, "run" if weight >= 100 else "step")
+        _reconcile(ctx, self.spec.reconcile_every)
         remaining = max(0.0, self.spec.hold - (ctx.now() - set_at))
         signal = _hold(ctx, remaining)
         if signal in _STOP:
@@ -101,6 +119,7 @@ class HoldStep:
 
     def run(self, ctx: StepContext) -> StepResult:
         _journeys(ctx, "step")
+        _reconcile(ctx, self.spec.reconcile_every)
         entered = _since(ctx, "step_entered") or ctx.now()
         ctx.say(f"holding for {self.spec.duration:g}s")
         signal = _hold(ctx, max(0.0, self.spec.duration - (ctx.now() - entered)))
