@@ -17,7 +17,6 @@ from switchover.parity.endpoints import Template, compile_template, endpoint
 from switchover.parity.paths import Location, PathSet, compile_path
 from switchover.plan.parity import Parity
 
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 ALWAYS_REDACTED = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 _BODY_KEEP = 64 * 1024  # bytes of each body kept in a sample

@@ -163,8 +163,14 @@ class ProcessSink:
 
 def _work(plan: Plan, conn: Connection) -> None:
     """The worker process: receive batches, diff them with a ParitySink, until told to stop."""
+    import signal
+
     from switchover.parity.sink import ParitySink
 
+    # Ctrl-C or a SIGTERM to the proxy's process group reaches this process too: the proxy decides
+    # when parity stops (it drains, then sends the last pairs and a stop); EOF ends it if the proxy dies.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # Users first: on a busy machine the proxy gets the CPU, and parity falls behind and drops
     # (counted) rather than slowing the proxy down.
     with contextlib.suppress(OSError):

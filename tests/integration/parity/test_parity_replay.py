@@ -39,6 +39,9 @@ def test_one_field_changed_in_one_percent_is_found_at_about_one_percent(services
     again = cli("parity", "report", "--plan", str(plan), "--json")
     assert again.returncode == 1
     assert json.loads(again.stdout)["regressed"] == 10
+    human = cli("parity", "report", "--plan", str(plan))
+    assert human.returncode == 1
+    assert "GET /orders/{id}" in human.stdout and "$.total_cents" in human.stdout and "fail" in human.stdout
 
 
 def test_identical_candidate_passes_and_copies_carry_the_shadow_header(services, tmp_path) -> None:
@@ -125,6 +128,10 @@ def test_bad_input_and_unreachable_services_exit_2_with_a_clear_message(services
     r = cli("parity", "replay", str(good), "--stable", stable.url, "--candidate", "http://127.0.0.1:9")
     assert r.returncode == 2
     assert "candidate http://127.0.0.1:9: unreachable" in r.stderr and "Traceback" not in r.stderr
+    busy = stable.url.rsplit(":", 1)[1]
+    r = cli("parity", "serve", "--plan", str(write_plan(tmp_path, stable.url, stable.url)), "--listen",
+            f"127.0.0.1:{busy}", timeout=30)
+    assert r.returncode == 2 and f"cannot listen on 127.0.0.1:{busy}" in r.stderr and "Traceback" not in r.stderr
     r = cli("parity", "report", "--store", str(tmp_path / "none.db"))
     assert r.returncode == 2 and "none.db: no such file" in r.stderr
     plan = tmp_path / "p.yaml"
