@@ -73,6 +73,8 @@ def start_service(change: Behaviour | None = None, *, delay: float = 0.0, status
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    # A slow answer to a client that has gone (the test is over) is no news.
+    server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
     svc.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return svc, server
