@@ -209,8 +209,10 @@ class _Side:
         try:
             cur = self.conn.cursor()
             try:
-                # no parameters: None, so that the drivers leave '%' (DATE_FORMAT) alone
-                cur.execute(sql, tuple(params) if params else None)
+                if params:
+                    cur.execute(sql, tuple(params))
+                else:  # no parameters: the pyformat drivers leave '%' (DATE_FORMAT) alone
+                    cur.execute(sql)
                 rows = [tuple(r) for r in cur.fetchall()]
             finally:
                 cur.close()
