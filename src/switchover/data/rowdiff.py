@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -240,9 +240,11 @@ class _Side:
 
 
 def _both(pool: ThreadPoolExecutor, src_call: Callable[[], T], dst_call: Callable[[], T]) -> tuple[T, T]:
-    """Run the two sides concurrently; the first error (UserError) wins."""
+    """Run the two sides concurrently; the source's error wins, and only once both have stopped
+    (closing a connection still in use by the other thread would crash the driver)."""
     fut_src = pool.submit(src_call)
     fut_dst = pool.submit(dst_call)
+    wait((fut_src, fut_dst))
     return fut_src.result(), fut_dst.result()
 
 
