@@ -85,12 +85,12 @@ class Tables:
 
     def executemany(self, engine: str, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if engine == "postgresql":
-            with psycopg.connect(host="127.0.0.1", user="postgres", dbname=DB, autocommit=True) as conn:
-                with conn.cursor() as cur:
-                    if rows:
-                        cur.executemany(sql, [tuple(_adapt(engine, v) for v in r) for r in rows])
-                    else:
-                        cur.execute(sql)
+            with psycopg.connect(host="127.0.0.1", user="postgres", dbname=DB, autocommit=True) as conn, \
+                    conn.cursor() as cur:
+                if rows:
+                    cur.executemany(sql, [tuple(_adapt(engine, v) for v in r) for r in rows])
+                else:
+                    cur.execute(sql)
         elif engine == "mysql":
             conn = pymysql.connect(host="127.0.0.1", user="root", database=DB, autocommit=True, charset="utf8mb4")
             try:
