@@ -79,6 +79,7 @@ class DiffOptions:
     bucket_rows: int = 256  # rows per checksum bucket in the grouped pass
     leaf_rows: int = 4096  # a differing bucket up to this size is fetched row by row
     fetch_batch: int = 500  # keys per query when fetching differing rows
+    workers: int = 2  # connections per side for a big table's grouped pass (servers use more cores)
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class _Side:
         self.table_name = table
         self.dialect: Dialect = dialect_for(url.engine)
         self.conn: Any = None
+        self.helpers: list[Any] = []
         self.info: TableInfo | None = None
         self.queries = 0
         self.rows_fetched = 0
@@ -192,22 +194,50 @@ class _Side:
         return self.info
 
     def close(self) -> None:
-        if self.conn is not None:
-            try:
-                self.conn.rollback()
-                self.conn.close()
-            except Exception:  # closing after a failure must not hide the failure
-                pass
-            self.conn = None
+        for conn in [self.conn, *self.helpers]:
+            if conn is not None:
+                try:
+                    conn.rollback()
+                    conn.close()
+                except Exception:  # closing after a failure must not hide the failure
+                    pass
+        self.conn = None
+        self.helpers = []
+
+    def begin(self, workers: int) -> None:
+        """Start the read snapshot, plus ``workers - 1`` helper connections for the grouped pass.
+
+        A big table's grouped pass is split into key ranges run on several connections, so that a
+        server uses more than one core. PostgreSQL helpers share the main snapshot
+        (``pg_export_snapshot``); MySQL helpers each take their own consistent snapshot at the same
+        moment; SQLite works on one connection.
+        """
+        self.dialect.begin_snapshot(self.conn)
+        if self.url.engine == "sqlite" or workers <= 1:
+            return
+        snapshot = None
+        if self.url.engine == "postgresql":
+            snapshot = self.query("SELECT pg_export_snapshot()")[0][0]
+        for _ in range(workers - 1):
+            helper = connect(self.url, autocommit=True)
+            self.helpers.append(helper)
+            self.dialect.prepare(helper)
+            if snapshot is not None:
+                cur = helper.cursor()
+                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cur.close()
+            else:
+                self.dialect.begin_snapshot(helper)
 
     def _error(self, exc: Exception) -> UserError:
         text = secrets.redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return UserError(f"{self.role} {self.url.safe}, table {self.table_name}: query failed: {text}")
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[Any] = (), conn: Any = None) -> list[tuple[Any, ...]]:
         self.queries += 1
         try:
-            cur = self.conn.cursor()
+            cur = (conn or self.conn).cursor()
             try:
                 if params:
                     cur.execute(sql, tuple(params))
@@ -287,7 +317,7 @@ def diff_tables(src: DbUrl, dst: DbUrl, table: TableSpec, *, options: DiffOption
             key, columns = _resolve_columns(table, info_a, info_b, a, b)
             _plan_sides(a, b, key, columns, table.where, opts)
             _check_null_keys(pool, a, b, key)
-            _both(pool, lambda: a.dialect.begin_snapshot(a.conn), lambda: b.dialect.begin_snapshot(b.conn))
+            _both(pool, lambda: a.begin(opts.workers), lambda: b.begin(opts.workers))
             ranged = _range_key(a, b, key)
             if ranged:
                 src_keys, dst_keys, counts = _diff_ranges(pool, a, b, opts, prog)
@@ -407,16 +437,38 @@ def _range_pass(side: _Side, low: int, high: int, width: int, prog: _Progress | 
     out: dict[int, _Bucket] = {}
     nbuckets = (high - low) // width + 1
     step = -(-nbuckets // max(1, chunks))
-    for first in range(0, nbuckets, step):
-        lo = low + first * width
-        hi = min(high, low + (first + step) * width - 1)
-        rows = side.query(f"{sql_head}{side.filtered(f'{k} >= {lo}', f'{k} <= {hi}')} GROUP BY 1")
+    ranges = [(low + first * width, min(high, low + (first + step) * width - 1)) for first in range(0, nbuckets, step)]
+
+    def run(lo: int, hi: int, conn: Any) -> None:
+        rows = side.query(f"{sql_head}{side.filtered(f'{k} >= {lo}', f'{k} <= {hi}')} GROUP BY 1", conn=conn)
         done = 0
         for bkt, count, total, kmin, kmax in rows:
-            out[int(bkt) + 0] = _Bucket(int(count), int(total or 0) % MOD60, int(kmin), int(kmax))
+            out[int(bkt)] = _Bucket(int(count), int(total or 0) % MOD60, int(kmin), int(kmax))
             done += int(count)
         if prog:
             prog.add(done)
+
+    conns = [side.conn, *side.helpers] if chunks > 1 else [side.conn]
+    if len(conns) == 1:
+        for lo, hi in ranges:
+            run(lo, hi, side.conn)
+        return out
+    queue = list(reversed(ranges))
+    lock = threading.Lock()
+
+    def worker(conn: Any) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                lo, hi = queue.pop()
+            run(lo, hi, conn)
+
+    with ThreadPoolExecutor(len(conns), thread_name_prefix=f"rowdiff-{side.role}") as helpers:
+        futures = [helpers.submit(worker, c) for c in conns]
+        wait(futures)
+        for f in futures:
+            f.result()
     return out
 
 
