@@ -3,9 +3,10 @@
     .venv/bin/pip install -e '.[bench]'        # reladiff[mysql,postgresql]
     .venv/bin/python benchmarks/rowdiff/bench_rowdiff.py [--rows 1000000] [--keep]
 
-Each tool runs in its own process (peak memory = that process's max RSS), on the same columns, one
-after the other; the output gives wall time, peak memory, whether each found exactly the planted
-differences, and the ratio of the two wall times measured in this same run.
+Each tool runs in its own process (peak memory = that process's max RSS), on the same columns,
+alternating (``--repeat`` times, default 3); the output gives wall time, peak memory, whether each
+found exactly the planted differences, and the ratio of the two wall times in each pair of runs
+and their median (this machine is shared and noisy: ratios, not absolute times, are the result).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -84,9 +87,21 @@ def exact(found: dict[str, object], plant: Planted, columns: tuple[str, ...]) ->
     return not problems, "; ".join(problems) or "exact"
 
 
+def measure(tool: str, columns: tuple[str, ...], rows: int, plant: Planted) -> tuple[dict[str, Any], bool, str]:
+    out = subprocess.run([sys.executable, __file__, "--child", tool, "--rows", str(rows),
+                          "--columns", ",".join(columns)], capture_output=True, text=True, check=False)
+    line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "{}"
+    data: dict[str, Any] = json.loads(line) if line.startswith("{") else {"status": f"crashed: {out.stderr[-300:]}"}
+    if "seconds" not in data:
+        data.update(seconds=float("nan"), peak_mb=float("nan"), missing=[], extra=[], changed={})
+    ok, why = exact(data, plant, columns)
+    return data, ok, why
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each tool (median ratio)")
     parser.add_argument("--keep", action="store_true", help="keep the tables (and reuse them next time)")
     parser.add_argument("--reuse", action="store_true", help="do not reload the tables")
     parser.add_argument("--child", choices=["switchover", "reladiff"], help=argparse.SUPPRESS)
@@ -105,24 +120,23 @@ def main() -> None:
                  ("without the note column (no NULL-vs-'' rows)", tuple(c for c in COLUMNS if c != "note"))]
     for title, columns in scenarios:
         print(f"\n{title}: {', '.join(columns)}")
-        results = {}
-        for tool in ("switchover", "reladiff"):
-            out = subprocess.run([sys.executable, __file__, "--child", tool, "--rows", str(args.rows),
-                                  "--columns", ",".join(columns)], capture_output=True, text=True, check=False)
-            line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "{}"
-            data = json.loads(line) if line.startswith("{") else {"status": f"crashed: {out.stderr[-300:]}"}
-            if "seconds" not in data:
-                data.update(seconds=float("nan"), peak_mb=float("nan"), missing=[], extra=[], changed={})
-            ok, why = exact(data, plant, columns)
-            results[tool] = (data, ok)
-            print(f"  {tool:10s} wall {data['seconds']:7.2f}s  peak {data['peak_mb']:7.1f} MiB  "
-                  f"exact={'yes' if ok else 'NO'} ({why})  status={data['status']}")
-        sw, rd = results["switchover"][0], results["reladiff"][0]
-        if rd["status"] == "ok":
-            print(f"  ratio: switchover {rd['seconds'] / sw['seconds']:.1f}x faster than reladiff "
-                  f"(same run, {args.rows:,} rows)")
-        else:
-            print("  ratio: none, reladiff did not finish")
+        ratios = []
+        for attempt in range(args.repeat):
+            results = {}
+            for tool in ("switchover", "reladiff"):
+                data, ok, why = measure(tool, columns, args.rows, plant)
+                results[tool] = data
+                print(f"  {tool:10s} wall {data['seconds']:7.2f}s  peak {data['peak_mb']:7.1f} MiB  "
+                      f"exact={'yes' if ok else 'NO'} ({why})  status={data['status']}")
+            sw, rd = results["switchover"], results["reladiff"]
+            if rd["status"] != "ok":
+                print("  ratio: none, reladiff did not finish")
+                break
+            ratios.append(rd["seconds"] / sw["seconds"])
+            print(f"  ratio #{attempt + 1}: switchover {ratios[-1]:.1f}x faster than reladiff")
+        if ratios:
+            print(f"  median ratio over {len(ratios)} alternating runs: {statistics.median(ratios):.1f}x "
+                  f"({args.rows:,} rows)")
     if not args.keep:
         drop(TABLE)
 

@@ -376,7 +376,6 @@ def _plan_sides(a: _Side, b: _Side, key: list[ColumnPair], columns: list[ColumnP
     xor = a.dialect.xor and b.dialect.xor  # both sides must fold row hashes the same way
     a.plan([p[0] for p in key], [p[0] for p in columns], canons, where, xor)
     b.plan([p[1] for p in key], [p[1] for p in columns], canons, where, xor)
-    a.canons = b.canons = canons  # type: ignore[attr-defined]
 
 
 def _check_null_keys(pool: ThreadPoolExecutor, a: _Side, b: _Side, key: list[ColumnPair]) -> None:
