@@ -79,6 +79,16 @@ class Dialect:
         return ", ".join([self.placeholder] * count)
 
 
+def _balanced(expr: str) -> bool:
+    """True when ``expr`` is one expression (its parentheses pair up), so CAST(expr AS CHAR) unwraps."""
+    depth = 0
+    for ch in expr:
+        depth += (ch == "(") - (ch == ")")
+        if depth < 0:
+            return False
+    return depth == 0
+
+
 def _frac(canon: Canon) -> int:
     return 19 if canon.digits == 0 else 20 + canon.digits
 
@@ -137,6 +147,13 @@ class MySQL(Dialect):
 
     def as_text(self, expr: str) -> str:
         return expr  # CONCAT converts numbers itself
+
+    def encoded(self, expr: str, kind: Kind) -> str:
+        # Inside CONCAT a CAST(x AS CHAR) is implied: dropping it saves work on every row (the
+        # standalone canonical value, fetched for comparison, keeps it so that it is text).
+        if expr.startswith("CAST(") and expr.endswith(" AS CHAR)") and _balanced(expr[5:-9]):
+            expr = expr[5:-9]
+        return super().encoded(expr, kind)
 
     def canon(self, col: str, native: ColumnType, canon: Canon) -> str:
         k = canon.kind
