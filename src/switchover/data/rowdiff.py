@@ -205,20 +205,30 @@ class _Side:
         self.helpers = []
 
     def begin(self, workers: int) -> None:
-        """Start the read snapshot, plus ``workers - 1`` helper connections on MySQL.
+        """Start the read snapshot, plus ``workers - 1`` helper connections for the grouped pass.
 
-        MySQL runs a query on one core: a big table's grouped pass is split into key ranges run on
-        several connections, each in its own consistent snapshot taken now. PostgreSQL runs the pass
-        as one query with its own parallel workers; SQLite works on one connection.
+        A big table's grouped pass is split into key ranges run on several connections, so that a
+        server uses more than one core. PostgreSQL helpers share the main snapshot
+        (``pg_export_snapshot``); MySQL helpers each take their own consistent snapshot at the same
+        moment; SQLite works on one connection.
         """
         self.dialect.begin_snapshot(self.conn)
-        if self.url.engine != "mysql" or workers <= 1:
+        if self.url.engine == "sqlite" or workers <= 1:
             return
+        snapshot = None
+        if self.url.engine == "postgresql":
+            snapshot = self.query("SELECT pg_export_snapshot()")[0][0]
         for _ in range(workers - 1):
             helper = connect(self.url, autocommit=True)
             self.helpers.append(helper)
             self.dialect.prepare(helper)
-            self.dialect.begin_snapshot(helper)
+            if snapshot is not None:
+                cur = helper.cursor()
+                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cur.close()
+            else:
+                self.dialect.begin_snapshot(helper)
 
     def _error(self, exc: Exception) -> UserError:
         text = secrets.redact(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -461,13 +471,6 @@ def _range_pass(side: _Side, low: int, high: int, width: int, prog: _Progress | 
     return out
 
 
-def _chunks(side: _Side, chunks: int) -> int:
-    # PostgreSQL runs one grouped query over the whole table fastest, with its own parallel workers
-    # (a sequential scan); range chunks there cost an index scan and a sort each. MySQL runs a query
-    # on one core: chunks spread over two connections use two.
-    return 1 if side.dialect.engine == "postgresql" else chunks
-
-
 def _fetch_ranges(side: _Side, ranges: list[tuple[int, int]], into: KeyMap) -> None:
     k = side.key_sql[0]
     head = f"SELECT {k}, {side.key_text}, {side.row_hash} FROM {side.table_sql}"
@@ -500,10 +503,8 @@ def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions
     while todo:
         low, high, rows = todo.pop()
         width = max(1, -(-(high - low + 1) // max(1, rows // opts.bucket_rows)))
-        left, right = _both(pool, partial(_range_pass, a, low, high, width, prog if top else None,
-                                          _chunks(a, chunks) if top else 1),
-                            partial(_range_pass, b, low, high, width, prog if top else None,
-                                    _chunks(b, chunks) if top else 1))
+        left, right = _both(pool, partial(_range_pass, a, low, high, width, prog if top else None, chunks if top else 1),
+                            partial(_range_pass, b, low, high, width, prog if top else None, chunks if top else 1))
         if top:
             counts = [sum(x.count for x in left.values()), sum(x.count for x in right.values())]
             prog.start("drill-down", 0)
