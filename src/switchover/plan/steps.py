@@ -73,6 +73,7 @@ class Verify(Strict):
     checks: bool = True
     rowdiff: bool = False
     tables: list[str] | None = None
+    tolerance: float = Field(0.0, ge=0, le=1, description="relative drift accepted (aggregates and rows); 0 = exact")
 
 
 class Backfill(Strict):

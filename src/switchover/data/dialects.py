@@ -1,0 +1,239 @@
+"""The SQL each engine needs to verify data: quoting, canonical value expressions, row hashes.
+
+One class per engine behind one small interface (``Dialect``), picked by ``dialect_for(engine)``:
+
+- ``quote(name)`` / ``table(name)``: identifiers (``schema.table`` allowed);
+- ``canon(col, native, canon)``: the column's canonical text (``canonical.py`` rules), NULL stays NULL;
+- ``encoded(expr, kind)``: that text made self-delimiting, NULL as its own token;
+- ``hash60(text)``: the first 60 bits of the MD5 of a text, as an unsigned integer (summed per bucket);
+- ``hash_bucket(text, n)``: a bucket in ``[0, n)`` from the MD5 of the key's text;
+- ``begin_snapshot(conn)``: a read-only, repeatable-read transaction so every pass sees one state.
+
+MD5 is computed by the database itself (PostgreSQL ``md5``, MySQL ``MD5``); SQLite has none, so
+``prepare(conn)`` registers Python functions with the same results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, ClassVar
+
+from switchover.data.canonical import DELIMITED, NULL_TOKEN, Canon
+from switchover.data.types import ColumnType, Kind
+
+MOD60 = 1 << 60
+
+
+class Dialect:
+    engine: ClassVar[str] = ""
+    placeholder: ClassVar[str] = "%s"
+    quote_char: ClassVar[str] = '"'
+
+    def quote(self, name: str) -> str:
+        q = self.quote_char
+        return q + name.replace(q, q + q) + q
+
+    def table(self, name: str) -> str:
+        return ".".join(self.quote(part) for part in name.split("."))
+
+    def concat(self, parts: list[str]) -> str:
+        return "(" + " || ".join(parts) + ")" if len(parts) > 1 else parts[0]
+
+    def length(self, expr: str) -> str:
+        return f"length({expr})"
+
+    def encoded(self, expr: str, kind: Kind) -> str:
+        if kind in DELIMITED:
+            joined = self.concat([expr, "','"])
+            return f"coalesce({joined}, '{NULL_TOKEN},')"
+        joined = self.concat([self.as_text(self.length(expr)), "':'", expr])
+        return f"coalesce({joined}, '{NULL_TOKEN}')"
+
+    def as_text(self, expr: str) -> str:
+        return f"CAST({expr} AS TEXT)"
+
+    def canon(self, col: str, native: ColumnType, canon: Canon) -> str:
+        raise NotImplementedError
+
+    def hash60(self, text: str) -> str:
+        raise NotImplementedError
+
+    def hash_bucket(self, text: str, buckets: int) -> str:
+        raise NotImplementedError
+
+    def sum60(self, expr: str) -> str:
+        return f"sum({expr})"
+
+    def prepare(self, conn: Any) -> None:
+        """Session settings for comparable output (UTC)."""
+
+    def begin_snapshot(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def params(self, count: int) -> str:
+        return ", ".join([self.placeholder] * count)
+
+
+def _frac(canon: Canon) -> int:
+    return 19 if canon.digits == 0 else 20 + canon.digits
+
+
+class Postgres(Dialect):
+    engine = "postgresql"
+
+    def canon(self, col: str, native: ColumnType, canon: Canon) -> str:
+        k = canon.kind
+        if k is Kind.INT:
+            return f"({col}::int)::text" if native.kind is Kind.BOOL else f"{col}::text"
+        if k in (Kind.DECIMAL, Kind.FLOAT):
+            num = f"({col}::int)::numeric" if native.kind is Kind.BOOL else f"{col}::numeric"
+            return f"round({num}, {canon.digits})::text"
+        if k in (Kind.TIMESTAMP, Kind.DATE):
+            value = f"({col} AT TIME ZONE 'UTC')" if native.tz else col
+            if k is Kind.DATE:
+                return f"to_char({value}, 'YYYY-MM-DD')"
+            return f"left(to_char({value}, 'YYYY-MM-DD HH24:MI:SS.US'), {_frac(canon)})"
+        if k is Kind.TIME:
+            return f"left(to_char({col}::interval, 'HH24:MI:SS.US'), {_frac(canon) - 11})"
+        if k is Kind.UUID:
+            return f"{col}::text" if native.kind is Kind.UUID else f"lower({col})"
+        if k is Kind.BYTES:
+            return f"encode({col}, 'hex')"
+        return f"{col}::text"
+
+    def hash60(self, text: str) -> str:
+        return f"('x' || substr(md5({text}), 1, 15))::bit(60)::bigint"
+
+    def hash_bucket(self, text: str, buckets: int) -> str:
+        return f"(('x' || substr(md5({text}), 1, 8))::bit(32)::bigint % {buckets})"
+
+    def prepare(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")
+        conn.commit()
+
+    def begin_snapshot(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+
+class MySQL(Dialect):
+    engine = "mysql"
+    quote_char = "`"
+
+    def concat(self, parts: list[str]) -> str:
+        return f"CONCAT({', '.join(parts)})" if len(parts) > 1 else parts[0]
+
+    def length(self, expr: str) -> str:
+        return f"CHAR_LENGTH({expr})"
+
+    def as_text(self, expr: str) -> str:
+        return expr  # CONCAT converts numbers itself
+
+    def canon(self, col: str, native: ColumnType, canon: Canon) -> str:
+        k = canon.kind
+        if k is Kind.INT:
+            return f"CAST({col} AS CHAR)"
+        if k in (Kind.DECIMAL, Kind.FLOAT):
+            return f"CAST(CAST({col} AS DECIMAL(65, {min(canon.digits, 30)})) AS CHAR)"
+        if k is Kind.DATE:
+            return f"DATE_FORMAT({col}, '%Y-%m-%d')"
+        if k is Kind.TIMESTAMP:
+            return f"LEFT(DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s.%f'), {_frac(canon)})"
+        if k is Kind.TIME:
+            return f"LEFT(TIME_FORMAT({col}, '%H:%i:%s.%f'), {_frac(canon) - 11})"
+        if k is Kind.UUID:
+            return f"LOWER(CAST({col} AS CHAR))"
+        if k is Kind.BYTES:
+            return f"LOWER(HEX({col}))"
+        if k is Kind.TEXT and not native.utf8:
+            return f"CONVERT({col} USING utf8mb4)"
+        if k is Kind.TEXT:
+            return col
+        return f"CAST({col} AS CHAR)"
+
+    def hash60(self, text: str) -> str:
+        return f"CAST(CONV(LEFT(MD5({text}), 15), 16, 10) AS UNSIGNED)"
+
+    def hash_bucket(self, text: str, buckets: int) -> str:
+        return f"(CAST(CONV(LEFT(MD5({text}), 8), 16, 10) AS UNSIGNED) % {buckets})"
+
+    def prepare(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            # MySQL TIMESTAMP columns are shown in the session's zone: UTC makes them comparable.
+            cur.execute("SET time_zone = '+00:00'")
+
+    def begin_snapshot(self, conn: Any) -> None:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+
+def _md5_prefix(text: str | None, hexdigits: int) -> int | None:
+    if text is None:
+        return None
+    return int(hashlib.md5(text.encode("utf-8")).hexdigest()[:hexdigits], 16)
+
+
+class _Sum60:
+    """SQLite's sum() stops on 64-bit overflow: sum modulo 2**60 instead (compared modulo 2**60)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def step(self, value: int | None) -> None:
+        if value is not None:
+            self.total = (self.total + value) % MOD60
+
+    def finalize(self) -> int:
+        return self.total
+
+
+class SQLite(Dialect):
+    engine = "sqlite"
+    placeholder = "?"
+
+    def canon(self, col: str, native: ColumnType, canon: Canon) -> str:
+        k = canon.kind
+        if k is Kind.INT:
+            return f"CAST(CAST({col} AS INTEGER) AS TEXT)"
+        if k in (Kind.DECIMAL, Kind.FLOAT):
+            return f"printf('%.{canon.digits}f', {col})"
+        if k is Kind.DATE:
+            return f"substr({col}, 1, 10)"
+        if k in (Kind.TIMESTAMP, Kind.TIME):
+            whole = 19 if k is Kind.TIMESTAMP else 8
+            base = f"substr(replace({col}, 'T', ' '), 1, {whole})"
+            if canon.digits == 0:
+                return base
+            frac = f"substr(substr({col}, {whole + 2}) || '000000', 1, {canon.digits})"
+            return f"CASE WHEN {col} IS NULL THEN NULL ELSE {base} || '.' || {frac} END"
+        if k is Kind.UUID:
+            return f"lower({col})"
+        if k is Kind.BYTES:
+            return f"lower(hex({col}))"
+        return f"CAST({col} AS TEXT)"
+
+    def hash60(self, text: str) -> str:
+        return f"sw_md5_60({text})"
+
+    def hash_bucket(self, text: str, buckets: int) -> str:
+        return f"(sw_md5_32({text}) % {buckets})"
+
+    def sum60(self, expr: str) -> str:
+        return f"sw_sum60({expr})"
+
+    def prepare(self, conn: Any) -> None:
+        conn.create_function("sw_md5_60", 1, lambda t: _md5_prefix(t, 15), deterministic=True)
+        conn.create_function("sw_md5_32", 1, lambda t: _md5_prefix(t, 8), deterministic=True)
+        conn.create_aggregate("sw_sum60", 1, _Sum60)
+
+    def begin_snapshot(self, conn: Any) -> None:
+        conn.execute("BEGIN")
+
+
+DIALECTS: dict[str, type[Dialect]] = {"postgresql": Postgres, "mysql": MySQL, "sqlite": SQLite}
+
+
+def dialect_for(engine: str) -> Dialect:
+    return DIALECTS[engine]()
