@@ -235,7 +235,10 @@ class Backfill:
         """The worst of: physical replicas' replay lag on a PostgreSQL source, CDC apply lag in the target."""
         lags: list[float] = []
         if src.engine == "postgresql":
-            rows = src.execute("SELECT max(extract(epoch FROM replay_lag)) * 1000 FROM pg_stat_replication")
+            # Physical replicas only: logical walsenders (CDC, ours included) report replay_lag too.
+            rows = src.execute("SELECT max(extract(epoch FROM r.replay_lag)) * 1000 FROM pg_stat_replication r "
+                               "WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots s "
+                               "WHERE s.active_pid = r.pid AND s.slot_type = 'logical')")
             if rows and rows[0][0] is not None:
                 lags.append(float(rows[0][0]))
         if self._cdc_guard:

@@ -79,8 +79,12 @@ def ensure_slot(side: Side, slot: str, tables: list[str]) -> bool:
         missing = [t for t in tables if t not in have]
         if missing:
             side.execute(f"ALTER PUBLICATION {side.q(slot)} ADD TABLE " + ", ".join(side.q(t) for t in missing))
-    if side.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)):
+    found = side.execute("SELECT database, plugin FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    if found:
         side.finish_read()
+        if found[0][0] != side.url.database or found[0][1] != "pgoutput":
+            raise UserError(f"replication slot {slot} already exists for database {found[0][0]} "
+                            f"(plugin {found[0][1]}); choose another --stream, or drop it with --drop-slot")
         return False
     try:
         side.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
