@@ -257,3 +257,64 @@ def _serve_metrics(address: str, stream: str) -> Any:
             seen["changes"] = st.changes
 
     return update
+
+
+dlq_app = typer.Typer(help="Dead letters of dual writes: list and replay them.", no_args_is_help=True)
+data_app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def dlq_list(
+    primary_url: str = typer.Argument(..., help="the primary database (holds switchover_dead_letters)"),
+    include_replayed: bool = typer.Option(False, "--all", help="include letters already replayed"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines"),
+) -> None:
+    """Show dead letters: secondary writes that failed and wait for a replay."""
+    from rich.table import Table
+
+    from switchover.data import dlq
+
+    side = Side.open(primary_url, where="PRIMARY_URL")
+    try:
+        dlq.ensure_dlq(side)
+        letters = dlq.pending(side, include_replayed=include_replayed)
+    finally:
+        side.close()
+    if as_json:
+        print(json.dumps([letter.to_json() for letter in letters], default=str))
+        return
+    table = Table("id", "table", "op", "key", "attempts", "error", "replayed")
+    for letter in letters:
+        e = letter.event
+        table.add_row(str(letter.id), e.table, e.op, json.dumps({k: e.row.get(k) for k in e.key}, default=str),
+                      str(letter.attempts), letter.error[:60], "yes" if letter.replayed_at else "")
+    Console().print(table)
+    err.print(f"{len(letters)} dead letter(s)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    primary_url: str = typer.Argument(..., help="the primary database (holds switchover_dead_letters)"),
+    secondary_url: str = typer.Argument(..., help="the secondary database the letters go to"),
+    as_json: bool = typer.Option(False, "--json", help="JSON summary"),
+) -> None:
+    """Apply pending dead letters to the secondary, idempotently (exit 1 if some still fail)."""
+    from switchover.data import dlq
+    from switchover.errors import CheckFailed
+
+    primary = Side.open(primary_url, where="PRIMARY_URL")
+    secondary = Side.open(secondary_url, where="SECONDARY_URL")
+    try:
+        dlq.ensure_dlq(primary)
+        result = dlq.replay(primary, secondary)
+    finally:
+        primary.close()
+        secondary.close()
+    if as_json:
+        print(json.dumps(result.to_json()))
+    else:
+        err.print(f"replayed {result.replayed}, already applied {result.duplicates}, failed {result.failed}")
+        for line in result.errors[:20]:
+            err.print(f"  {line}")
+    if result.failed:
+        raise CheckFailed(f"{result.failed} dead letter(s) could not be replayed" if not as_json else "")
