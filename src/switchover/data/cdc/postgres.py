@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchover.data.apply import Transaction
-from switchover.data.cdc.pgoutput import Decoder, lsn_int
+from switchover.data.cdc.pgoutput import Decoder, lsn_int, lsn_text
 from switchover.data.move_tables import Side
 from switchover.data.urls import DbUrl
 from switchover.errors import UserError
@@ -181,7 +181,10 @@ class PgReader:
         end = int(getattr(self._cur, "wal_end", 0) or 0)
         if not self._decoder.in_transaction and end > self._after:
             self._after = end
-            self._cur.send_feedback(write_lsn=end, flush_lsn=end, reply=False, force=True)
+            self._cur.send_feedback(write_lsn=end, flush_lsn=end, reply=True, force=True)
+        else:
+            # Ask for a keepalive: it carries the server's decoded WAL end for the next call.
+            self._cur.send_feedback(reply=True)
 
     def close(self) -> None:
         try:
