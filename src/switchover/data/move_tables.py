@@ -141,7 +141,12 @@ class Side:
         cur = self.conn.cursor()
         try:
             # No params: pass None so that a literal % in the SQL is not read as a placeholder.
-            cur.execute(sql, tuple(params) if params else None)
+            if params:
+                cur.execute(sql, tuple(params))
+            elif self.engine == "sqlite":
+                cur.execute(sql)
+            else:
+                cur.execute(sql, None)
             if cur.description is None:
                 return []
             return [tuple(r) for r in cur.fetchall()]
