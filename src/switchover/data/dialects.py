@@ -5,7 +5,8 @@ One class per engine behind one small interface (``Dialect``), picked by ``diale
 - ``quote(name)`` / ``table(name)``: identifiers (``schema.table`` allowed);
 - ``canon(col, native, canon)``: the column's canonical text (``canonical.py`` rules), NULL stays NULL;
 - ``encoded(expr, kind)``: that text made self-delimiting, NULL as its own token;
-- ``hash60(text)``: the first 60 bits of the MD5 of a text, as an unsigned integer (summed per bucket);
+- ``hash60(text)``: the first 60 bits of the MD5 of a text, as an unsigned integer;
+- ``agg60(expr, xor)``: a bucket's checksum of those (``bit_xor``, or ``sum`` where bit_xor is missing);
 - ``hash_bucket(text, n)``: a bucket in ``[0, n)`` from the MD5 of the key's text;
 - ``begin_snapshot(conn)``: a read-only, repeatable-read transaction so every pass sees one state.
 
@@ -61,8 +62,12 @@ class Dialect:
     def hash_bucket(self, text: str, buckets: int) -> str:
         raise NotImplementedError
 
-    def sum60(self, expr: str) -> str:
-        return f"sum({expr})"
+    # bit_xor of the row hashes (cheaper than a decimal sum; keys are unique within a table, so
+    # no row can cancel itself out). PostgreSQL before 14 has no bit_xor: both sides then use sum.
+    xor: bool = True
+
+    def agg60(self, expr: str, xor: bool) -> str:
+        return f"bit_xor({expr})" if xor else f"sum({expr})"
 
     def prepare(self, conn: Any) -> None:
         """Session settings for comparable output (UTC)."""
@@ -85,6 +90,8 @@ class Postgres(Dialect):
         k = canon.kind
         if k is Kind.INT:
             return f"({col}::int)::text" if native.kind is Kind.BOOL else f"{col}::text"
+        if k is Kind.DECIMAL and native.kind is Kind.DECIMAL and native.scale == canon.digits:
+            return f"{col}::text"  # already printed with that scale
         if k in (Kind.DECIMAL, Kind.FLOAT):
             num = f"({col}::int)::numeric" if native.kind is Kind.BOOL else f"{col}::numeric"
             return f"round({num}, {canon.digits})::text"
@@ -111,6 +118,7 @@ class Postgres(Dialect):
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
         conn.commit()
+        self.xor = conn.info.server_version >= 140000
 
     def begin_snapshot(self, conn: Any) -> None:
         with conn.cursor() as cur:
@@ -134,10 +142,16 @@ class MySQL(Dialect):
         k = canon.kind
         if k is Kind.INT:
             return f"CAST({col} AS CHAR)"
+        if k is Kind.DECIMAL and native.kind is Kind.DECIMAL and native.scale == canon.digits:
+            return f"CAST({col} AS CHAR)"  # already printed with that scale
         if k in (Kind.DECIMAL, Kind.FLOAT):
             return f"CAST(CAST({col} AS DECIMAL(65, {min(canon.digits, 30)})) AS CHAR)"
         if k is Kind.DATE:
             return f"DATE_FORMAT({col}, '%Y-%m-%d')"
+        if k is Kind.TIMESTAMP and native.kind is Kind.TIMESTAMP:
+            # a DATETIME(p) prints as 'YYYY-MM-DD HH:MM:SS' plus p digits: cut to the compared precision
+            text = f"CAST({col} AS CHAR)"
+            return text if (native.precision or 0) == canon.digits else f"LEFT({text}, {_frac(canon)})"
         if k is Kind.TIMESTAMP:
             return f"LEFT(DATE_FORMAT({col}, '%Y-%m-%d %H:%i:%s.%f'), {_frac(canon)})"
         if k is Kind.TIME:
@@ -189,6 +203,18 @@ class _Sum60:
         return self.total
 
 
+class _Xor60:
+    def __init__(self) -> None:
+        self.total = 0
+
+    def step(self, value: int | None) -> None:
+        if value is not None:
+            self.total ^= value
+
+    def finalize(self) -> int:
+        return self.total
+
+
 class SQLite(Dialect):
     engine = "sqlite"
     placeholder = "?"
@@ -220,13 +246,14 @@ class SQLite(Dialect):
     def hash_bucket(self, text: str, buckets: int) -> str:
         return f"(sw_md5_32({text}) % {buckets})"
 
-    def sum60(self, expr: str) -> str:
-        return f"sw_sum60({expr})"
+    def agg60(self, expr: str, xor: bool) -> str:
+        return f"sw_xor60({expr})" if xor else f"sw_sum60({expr})"
 
     def prepare(self, conn: Any) -> None:
         conn.create_function("sw_md5_60", 1, lambda t: _md5_prefix(t, 15), deterministic=True)
         conn.create_function("sw_md5_32", 1, lambda t: _md5_prefix(t, 8), deterministic=True)
         conn.create_aggregate("sw_sum60", 1, _Sum60)
+        conn.create_aggregate("sw_xor60", 1, _Xor60)
 
     def begin_snapshot(self, conn: Any) -> None:
         conn.execute("BEGIN")

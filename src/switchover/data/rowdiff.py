@@ -16,7 +16,7 @@ How (chosen by measurement, see docs/performance-rowdiff.md): each database hash
 canonical text (``canonical.py``) itself, and both sides run concurrently in threads, each in a
 read-only repeatable-read snapshot.
 
-1. One pass of grouped checksums: ``GROUP BY bucket`` returns ``count, sum(hash)`` (and the key's
+1. One pass of grouped checksums: ``GROUP BY bucket`` returns ``count, bit_xor(hash)`` (and the key's
    min/max) per bucket. A single integer key is bucketed by key range (``(id - lo) / width``) so
    that drilling down is an index range scan; any other key (text, uuid, compound) by a hash of
    the key's canonical text, which is immune to collation differences between engines. Gaps in
@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
@@ -209,8 +209,10 @@ class _Side:
         try:
             cur = self.conn.cursor()
             try:
-                # no parameters: None, so that the drivers leave '%' (DATE_FORMAT) alone
-                cur.execute(sql, tuple(params) if params else None)
+                if params:
+                    cur.execute(sql, tuple(params))
+                else:  # no parameters: the pyformat drivers leave '%' (DATE_FORMAT) alone
+                    cur.execute(sql)
                 rows = [tuple(r) for r in cur.fetchall()]
             finally:
                 cur.close()
@@ -221,8 +223,9 @@ class _Side:
         return rows
 
     # -- SQL pieces, set by plan()
-    def plan(self, key: list[Column], cols: list[Column], canons: list[Canon], where: str | None) -> None:
+    def plan(self, key: list[Column], cols: list[Column], canons: list[Canon], where: str | None, xor: bool) -> None:
         d = self.dialect
+        self.xor = xor
         self.table_sql = d.table(self.table_name)
         self.key_sql = [d.quote(c.name) for c in key]
         self.col_sql = [d.quote(c.name) for c in cols]
@@ -238,9 +241,11 @@ class _Side:
 
 
 def _both(pool: ThreadPoolExecutor, src_call: Callable[[], T], dst_call: Callable[[], T]) -> tuple[T, T]:
-    """Run the two sides concurrently; the first error (UserError) wins."""
+    """Run the two sides concurrently; the source's error wins, and only once both have stopped
+    (closing a connection still in use by the other thread would crash the driver)."""
     fut_src = pool.submit(src_call)
     fut_dst = pool.submit(dst_call)
+    wait((fut_src, fut_dst))
     return fut_src.result(), fut_dst.result()
 
 
@@ -338,8 +343,9 @@ def _resolve_columns(table: TableSpec, info_a: TableInfo, info_b: TableInfo, a: 
 def _plan_sides(a: _Side, b: _Side, key: list[ColumnPair], columns: list[ColumnPair], where: str | None,
                 opts: DiffOptions) -> None:
     canons = [canon_for(ca.type, cb.type, opts.float_precision) for ca, cb in columns]
-    a.plan([p[0] for p in key], [p[0] for p in columns], canons, where)
-    b.plan([p[1] for p in key], [p[1] for p in columns], canons, where)
+    xor = a.dialect.xor and b.dialect.xor  # both sides must fold row hashes the same way
+    a.plan([p[0] for p in key], [p[0] for p in columns], canons, where, xor)
+    b.plan([p[1] for p in key], [p[1] for p in columns], canons, where, xor)
     a.canons = b.canons = canons  # type: ignore[attr-defined]
 
 
@@ -396,7 +402,7 @@ def _range_pass(side: _Side, low: int, high: int, width: int, prog: _Progress | 
     k = side.key_sql[0]
     offset = f"CAST({k} AS BIGINT) - {low}" if side.dialect.engine == "postgresql" else f"{k} - {low}"
     bucket = _int_div(side, offset, width)
-    sql_head = (f"SELECT {bucket} AS b, count(*), {side.dialect.sum60(side.row_hash)}, min({k}), max({k}) "
+    sql_head = (f"SELECT {bucket} AS b, count(*), {side.dialect.agg60(side.row_hash, side.xor)}, min({k}), max({k}) "
                 f"FROM {side.table_sql}")
     out: dict[int, _Bucket] = {}
     nbuckets = (high - low) // width + 1
@@ -437,7 +443,7 @@ def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions
         return src_keys, dst_keys, (0, 0)
     est = max(a.info.estimated_rows if a.info else 0, b.info.estimated_rows if b.info else 0, 1)
     prog.start("checksum", 2 * est)
-    chunks = max(1, min(16, est // 100_000))  # several queries only to show progress on big tables
+    chunks = max(1, min(8, est // 125_000))  # several queries only to show progress on big tables
     # (low, high, expected rows) ranges still to compare
     todo: list[tuple[int, int, int]] = [(min(lows), max(highs), est)]
     leaves: list[tuple[int, int]] = []
@@ -488,7 +494,7 @@ def _diff_hashed(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions
 
     def grouped(side: _Side) -> dict[int, _Bucket]:
         bucket = side.dialect.hash_bucket(side.key_text, nb)
-        rows = side.query(f"SELECT {bucket} AS b, count(*), {side.dialect.sum60(side.row_hash)} "
+        rows = side.query(f"SELECT {bucket} AS b, count(*), {side.dialect.agg60(side.row_hash, side.xor)} "
                           f"FROM {side.table_sql}{side.filtered()} GROUP BY 1")
         out = {int(r[0]): _Bucket(int(r[1]), int(r[2] or 0) % MOD60) for r in rows}
         prog.add(sum(x.count for x in out.values()))

@@ -33,6 +33,8 @@ class DbUrl:
     @property
     def safe(self) -> str:
         """The URL for messages: never the password."""
+        if self.engine == "sqlite":  # a path, no credentials (urlsplit would also drop a slash)
+            return secrets.redact(self.raw)
         return secrets.redact_url(self.raw) if self.password is None else secrets.redact(self.raw)
 
 

@@ -1,0 +1,80 @@
+"""Pure verdicts: aggregate drift, check parsing, a table's verdict, range bookkeeping."""
+
+from __future__ import annotations
+
+import decimal
+
+import pytest
+
+from switchover.data.canonical import Canon
+from switchover.data.checks import CheckResult, CheckSpec, ChecksReport, compare, parse_check, relative_drift
+from switchover.data.rowdiff import DiffResult, RowDiff, _Bucket, _differing, _merge
+from switchover.data.types import Kind
+from switchover.engine.steps.verify import judge_table
+from switchover.errors import UserError
+
+
+def test_parse_check() -> None:
+    assert parse_check("count") == CheckSpec("count", None)
+    assert parse_check("sum:total_cents") == CheckSpec("sum", "total_cents")
+    assert parse_check("max:updated_at").label == "max:updated_at"
+    for bad in ("sum", "median:x", "", "count;drop"):
+        with pytest.raises(UserError, match="unknown check"):
+            parse_check(bad)
+
+
+def test_relative_drift() -> None:
+    assert relative_drift(decimal.Decimal(1000), decimal.Decimal(999)) == pytest.approx(0.001)
+    assert relative_drift(decimal.Decimal(0), decimal.Decimal(0)) == 0.0
+
+
+def test_compare_counts_exact_unless_told_otherwise() -> None:
+    assert compare(CheckSpec("count", None), 1000, 1000, None, 0.0).ok
+    assert not compare(CheckSpec("count", None), 1000, 999, None, 0.0).ok
+    assert compare(CheckSpec("count", None), 1000, 999, None, 0.001).ok
+    assert not compare(CheckSpec("count", None), 1000, 998, None, 0.001).ok
+
+
+def test_compare_sums_of_floats_at_the_float_precision_and_nulls() -> None:
+    assert compare(CheckSpec("sum", "x"), 0.30000000000000004, 0.3, Canon(Kind.FLOAT, 6), 0.0).ok
+    assert compare(CheckSpec("sum", "x"), None, None, None, 0.0).ok  # empty tables on both sides
+    assert not compare(CheckSpec("sum", "x"), None, 5, None, 0.0).ok
+
+
+def test_compare_timestamps_in_canonical_form() -> None:
+    import datetime as dt
+
+    ts = Canon(Kind.TIMESTAMP, 0)
+    utc = dt.datetime(2024, 1, 1, 12, 0, 0, 400000, tzinfo=dt.UTC)
+    assert compare(CheckSpec("max", "at"), utc, dt.datetime(2024, 1, 1, 12, 0, 0), ts, 0.0).ok
+    result = compare(CheckSpec("max", "at"), utc, dt.datetime(2024, 1, 1, 12, 0, 1), ts, 0.0)
+    assert not result.ok and result.drift is None
+
+
+def _diff(missing: int = 0, extra: int = 0, changed: int = 0, rows: int = 1000) -> DiffResult:
+    return DiffResult("t", "t", ("id",), ("id", "v"), tuple((i,) for i in range(missing)),
+                      tuple((i,) for i in range(extra)), tuple(RowDiff((i,), ()) for i in range(changed)),
+                      rows, rows - missing + extra, "range", 0.1)
+
+
+def test_judge_table_row_drift_against_tolerance() -> None:
+    assert judge_table("t", None, _diff(), 0.0).ok
+    exact = judge_table("t", None, _diff(missing=1), 0.0)
+    assert not exact.ok and "1 missing" in exact.reason and exact.differing_rows == 1
+    assert judge_table("t", None, _diff(missing=1), 0.001).ok  # 1 of 1000 is within 0.1%
+    assert not judge_table("t", None, _diff(missing=1, changed=1), 0.001).ok
+
+
+def test_judge_table_non_numeric_checks_are_reported_not_judged_in_reconcile() -> None:
+    report = ChecksReport("t", "t", 0.001, (CheckResult("count", 10, 10, 0.0, True),
+                                            CheckResult("max:at", "a", "b", None, False)))
+    assert not judge_table("t", report, None, 0.001).ok
+    lenient = judge_table("t", report, None, 0.001, numeric_only=True)
+    assert lenient.ok and "not judged: max:at" in lenient.reason
+
+
+def test_differing_buckets_and_range_merge() -> None:
+    left = {1: _Bucket(2, 10), 2: _Bucket(2, 11), 3: _Bucket(1, 5)}
+    right = {1: _Bucket(2, 10), 2: _Bucket(2, 12), 4: _Bucket(1, 5)}
+    assert _differing(left, right) == [2, 3, 4]
+    assert _merge([(1, 5), (6, 9), (20, 30), (25, 26)]) == [(1, 9), (20, 30)]
