@@ -138,11 +138,12 @@ class Applier:
         out = {}
         for s, t in zip(pair.source_columns, pair.target_columns, strict=True):
             if s in row:
-                out[t] = convert(row[s], pair.source.column(s).type, self.dst.engine)
+                out[t] = convert(row[s], pair.source.column(s).type, self.dst.engine, pair.target.column(t).type)
         return out
 
     def _target_key(self, pair: TablePair, key: dict[str, Any]) -> list[Any]:
-        return [convert(key[s], pair.source.column(s).type, self.dst.engine) for s in pair.source_key]
+        return [convert(key[s], pair.source.column(s).type, self.dst.engine, pair.target.column(t).type)
+                for s, t in zip(pair.source_key, pair.target_key, strict=True)]
 
     def _mark(self, touched: list[tuple[str, str]]) -> None:
         d = self.dst
@@ -173,12 +174,14 @@ def read_position(dst: Side, stream: str) -> dict[str, Any] | None:
     return {"position": pos, "source_commit_at": commit_at, "applied_at": applied_at, "lag_ms": lag}
 
 
-def convert(value: Any, source_type: str, target_engine: str) -> Any:
-    """A value as a CDC source delivers it (JSON from wal2json, Python from binlog/SQLite) -> what the
-    target's driver binds correctly."""
+def convert(value: Any, source_type: str, target_engine: str, target_type: str = "") -> Any:
+    """A value as a source delivers it (PostgreSQL text from pgoutput, Python values from the binlog,
+    SQLite or a SELECT) -> what the target's driver binds correctly."""
     if value is None:
         return None
     typ = source_type.lower()
+    if target_type == "boolean" and isinstance(value, int | str) and not isinstance(value, bool):
+        return str(value).lower() in ("1", "t", "true")  # MySQL tinyint(1) / SQLite 0-1 -> PostgreSQL boolean
     if isinstance(value, str) and target_engine != "postgresql":
         # pgoutput sends PostgreSQL's text format; other engines want typed values.
         if typ == "boolean":

@@ -21,10 +21,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from typing import Any, Protocol
 
 from switchover.data import apply_lock
+from switchover.data.apply import convert
 from switchover.data.backfill_control import (
     BackfillStatus,
     ThrottleInputs,
@@ -270,7 +270,10 @@ class Backfill:
             return None
         idx = [self.pair.source_columns.index(k) for k in self.pair.source_key]
         key = [str(rows[-1][i]) for i in idx]
-        converted = [tuple(_to_target(v, self.dst.engine) for v in r) for r in rows]
+        types = [(self.pair.source.column(s).type, self.pair.target.column(t).type)
+                 for s, t in zip(self.pair.source_columns, self.pair.target_columns, strict=True)]
+        engine = self.dst.engine
+        converted = [tuple(convert(v, st, engine, tt) for v, (st, tt) in zip(r, types, strict=True)) for r in rows]
         return _Chunk(len(rows), key, converted, time.monotonic() - t0)
 
     # ------------------------------------------------------------------ writing (the caller's thread)
@@ -436,19 +439,6 @@ def _key_param(value: str, typ: str, engine: str) -> Any:
     # Checkpoints keep keys as text; integer keys go back as integers so SQLite and MySQL compare numerically.
     if engine != "postgresql" and ("int" in typ) and value.lstrip("-").isdigit():
         return int(value)
-    return value
-
-
-def _to_target(value: Any, engine: str) -> Any:
-    if engine == "sqlite":
-        if isinstance(value, Decimal):
-            return str(value)
-        if hasattr(value, "isoformat"):
-            return value.isoformat()
-        if isinstance(value, dict | list):
-            import json
-
-            return json.dumps(value)
     return value
 
 

@@ -12,9 +12,10 @@ import queue
 import threading
 import time
 import zlib
+from typing import Any
 
 from switchover.data.apply import Change, Transaction
-from switchover.data.move_tables import Side
+from switchover.data.move_tables import Side, TableInfo
 from switchover.data.urls import DbUrl
 from switchover.errors import UserError
 
@@ -42,7 +43,7 @@ def current_position(side: Side) -> str:
 
 
 class MysqlReader:
-    def __init__(self, url: DbUrl, tables: list[str], after: str | None, stream: str) -> None:
+    def __init__(self, url: DbUrl, tables: dict[str, TableInfo], after: str | None, stream: str) -> None:
         from pymysqlreplication import BinLogStreamReader
         from pymysqlreplication.event import XidEvent
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
@@ -62,7 +63,8 @@ class MysqlReader:
             connection_settings=settings, server_id=100_000 + zlib.crc32(stream.encode()) % 100_000,
             blocking=True, resume_stream=True, log_file=log_file, log_pos=int(pos),
             only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent],
-            only_schemas=[url.database] if url.database else None, only_tables=tables)
+            only_schemas=[url.database] if url.database else None, only_tables=list(tables))
+        self._tables = tables
         self._kinds = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent)
         self._thread = threading.Thread(target=self._pump, name=f"binlog-{stream}", daemon=True)
         self._thread.start()
@@ -81,15 +83,17 @@ class MysqlReader:
                     changes = []
                     continue
                 table = event.table
-                key = list(event.primary_key) if isinstance(event.primary_key, tuple | list) else [event.primary_key]
+                info = self._tables[table]
+                key = info.key
                 for row in event.rows:
                     if isinstance(event, write):
-                        changes.append(Change("insert", table, dict(row["values"]), None))
+                        changes.append(Change("insert", table, _named(info, row["values"]), None))
                     elif isinstance(event, update):
-                        before = row["before_values"]
-                        changes.append(Change("update", table, dict(row["after_values"]), {k: before[k] for k in key}))
+                        before = _named(info, row["before_values"])
+                        changes.append(Change("update", table, _named(info, row["after_values"]),
+                                              {k: before[k] for k in key}))
                     elif isinstance(event, delete):
-                        values = row["values"]
+                        values = _named(info, row["values"])
                         changes.append(Change("delete", table, None, {k: values[k] for k in key}))
         except BaseException as exc:  # surfaced by poll()
             if not self._stop.is_set():
@@ -121,3 +125,17 @@ class MysqlReader:
         except Exception:  # already closed by the server
             pass
 
+
+
+def _named(info: TableInfo, values: dict[str, Any]) -> dict[str, Any]:
+    """Values by column name. Without ``binlog_row_metadata = FULL`` the binlog has no column names
+    (mysql-replication says UNKNOWN_COL<i>): the table's column order, from introspection, gives them."""
+    out: dict[str, Any] = {}
+    for i, (name, value) in enumerate(values.items()):
+        if name.startswith("UNKNOWN_COL") and i < len(info.columns):
+            name = info.columns[i].name
+        if isinstance(value, bytes) and not info.column(name).type.endswith(("blob", "binary")) \
+                and "binary" not in info.column(name).type:
+            value = value.decode("utf-8", errors="replace")
+        out[name] = value
+    return out

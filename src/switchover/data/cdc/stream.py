@@ -119,7 +119,7 @@ class CdcStream:
             return SqliteReader(Side(self.src_url), [r.source for r in self.routes], after)
         from switchover.data.cdc.mysql import MysqlReader
 
-        return MysqlReader(self.src_url, [r.source for r in self.routes], after, self.stream)
+        return MysqlReader(self.src_url, {t: p.source for t, p in self._pairs.items()}, after, self.stream)
 
     # ------------------------------------------------------------------ apply loop
 
