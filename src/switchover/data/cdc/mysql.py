@@ -58,7 +58,7 @@ class MysqlReader:
         self._queue: queue.Queue[Transaction | BaseException] = queue.Queue(maxsize=10_000)
         self._stop = threading.Event()
         settings = {"host": url.host or "127.0.0.1", "port": url.port or 3306, "user": url.user or "root",
-                    "passwd": url.password or ""}
+                    "password": url.password or ""}
         self._reader = BinLogStreamReader(
             connection_settings=settings, server_id=100_000 + zlib.crc32(stream.encode()) % 100_000,
             blocking=True, resume_stream=True, log_file=log_file, log_pos=int(pos),
