@@ -83,10 +83,7 @@ def backfill_cmd(
     job = Backfill(src, dst, options, control)
     signal.signal(signal.SIGTERM, lambda *_: job.stop())
     try:
-        if as_json:
-            result = job.run()
-        else:
-            result = _with_progress(job, table)
+        result = job.run() if as_json else _with_progress(job, table)
     except KeyboardInterrupt:
         job.stop()
         raise

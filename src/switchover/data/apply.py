@@ -11,6 +11,7 @@ or delete by key, so replaying one changes nothing.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Sequence
@@ -104,10 +105,8 @@ class Applier:
         finally:
             if d.engine == "mysql":
                 for name in tables:
-                    try:
+                    with contextlib.suppress(Exception):  # the session is gone, and its locks with it
                         apply_lock.release(d, name)
-                    except Exception:  # the session is gone, and its locks with it
-                        pass
         return ApplyResult(len(txns), count, last.position, lag_ms)
 
     # ------------------------------------------------------------------
@@ -121,11 +120,10 @@ class Applier:
         old = self._target_key(pair, change.old_key) if change.old_key else None
         new_row = self._target_row(pair, change.row) if change.row else None
         new = [new_row[k] for k in pair.target_key] if new_row else None
-        if change.op == "delete" or (old is not None and new is not None and old != new):
-            if old is not None:
-                where = " AND ".join(f"{d.q(k)} = {d.ph}" for k in pair.target_key)
-                d.execute(f"DELETE FROM {d.q(target)} WHERE {where}", old)
-                out.append((target, key_text(old)))
+        if old is not None and (change.op == "delete" or (new is not None and old != new)):
+            where = " AND ".join(f"{d.q(k)} = {d.ph}" for k in pair.target_key)
+            d.execute(f"DELETE FROM {d.q(target)} WHERE {where}", old)
+            out.append((target, key_text(old)))
         if change.op in ("insert", "update") and new_row is not None and new is not None:
             cols = [c for c in pair.target_columns if c in new_row]
             sql = self._upserts[change.table] if len(cols) == len(pair.target_columns) else \

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import tempfile
@@ -28,7 +29,6 @@ from switchover.data.apply import convert
 from switchover.data.backfill_control import (
     BackfillStatus,
     ThrottleInputs,
-    eta_seconds,
     next_chunk_size,
     throttle_reason,
 )
@@ -139,7 +139,7 @@ class Backfill:
                                      state="throttled" if self._throttle else "running", updated_at=time.time())
                     self.on_progress(status)
                     if self._error is not None:
-                        raise self._error
+                        raise self._error from None
                     continue
                 if item is _END:
                     break
@@ -312,10 +312,8 @@ class Backfill:
             raise
         finally:
             if d.engine == "mysql":
-                try:
+                with contextlib.suppress(Exception):  # the session is gone: its named lock went with it
                     apply_lock.release(d, self.target)
-                except Exception:  # the session is gone: its named lock went with it
-                    pass
 
     def _merge_sql(self) -> str:
         d, cols = self.dst, ", ".join(self.dst.q(c) for c in self.pair.target_columns)

@@ -16,10 +16,7 @@ MAX_CHUNK = 200_000
 
 def next_chunk_size(current: int, elapsed: float, target: float) -> int:
     """Rows for the next chunk so that it takes about ``target`` seconds (at most x2 / at least x0.5)."""
-    if elapsed <= 0:
-        factor = 2.0
-    else:
-        factor = max(0.5, min(2.0, target / elapsed))
+    factor = 2.0 if elapsed <= 0 else max(0.5, min(2.0, target / elapsed))
     return max(MIN_CHUNK, min(MAX_CHUNK, int(current * factor)))
 
 

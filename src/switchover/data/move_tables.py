@@ -7,6 +7,7 @@ backfill, CDC apply and dead-letter replay read the same way for every engine.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,16 +127,12 @@ class Side:
         self.conn.commit()
 
     def rollback(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the connection may be gone; nothing more to undo here
             self.conn.rollback()
-        except Exception:  # the connection may be gone; nothing more to undo here
-            pass
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.conn.close()
-        except Exception:
-            pass
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self.conn.cursor()

@@ -8,6 +8,7 @@ thread and hands transactions over through a queue.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -120,10 +121,8 @@ class MysqlReader:
 
     def close(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(Exception):  # already closed by the server
             self._reader.close()
-        except Exception:  # already closed by the server
-            pass
 
 
 

@@ -10,6 +10,7 @@ the slot holds WAL forever.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from switchover.data.apply import Transaction
-from switchover.data.cdc.pgoutput import Decoder, lsn_int, lsn_text
+from switchover.data.cdc.pgoutput import Decoder, lsn_int
 from switchover.data.move_tables import Side
 from switchover.data.urls import DbUrl
 from switchover.errors import UserError
@@ -192,7 +193,5 @@ class PgReader:
                 self._cur.send_feedback(write_lsn=self._after, flush_lsn=self._after, force=True)
         except Exception:  # closing a broken stream: nothing left to confirm
             pass
-        try:
+        with contextlib.suppress(Exception):
             self._conn.close()
-        except Exception:
-            pass

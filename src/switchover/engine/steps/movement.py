@@ -369,7 +369,7 @@ def rollback_participant(plan: Plan, store: StateStore, actor: str, *, timeout: 
     the candidate's database took to the stable database. Runs the drain itself when no controller is
     streaming (the slot is idle); waits for the live stream otherwise."""
     started = time.monotonic()
-    cdc_steps = [s for s in plan.step_list() if getattr(s, "kind", "") == "cdc" and getattr(s, "reverse", False)]
+    cdc_steps = [s for s in plan.step_list() if isinstance(s, CdcSpec) and s.reverse]
     if not cdc_steps:
         return DrainReport(True, None, 0.0, "no reverse CDC in the plan: nothing to drain").to_json()
     spec = cdc_steps[0]
@@ -391,18 +391,19 @@ def _drain(reverse: CdcStream, timeout: float) -> DrainReport:
         return DrainReport(False, reverse.stream, 0.0, f"draining a reverse stream from {reverse.src_url.engine} "
                            "is not supported yet")
     from switchover.data.cdc import postgres
+    from switchover.data.cdc.pgoutput import lsn_int, lsn_text
 
     t0 = time.monotonic()
     side = Side(reverse.src_url, autocommit=True)
     try:
         target_lsn = str(side.execute("SELECT pg_current_wal_lsn()::text")[0][0])
-        goal = postgres.lsn_int(target_lsn)
+        goal = lsn_int(target_lsn)
 
         def confirmed() -> tuple[int, bool]:
             info = postgres.slot_info(side, reverse.slot)
             if info is None:
                 raise UserError(f"reverse slot {reverse.slot} is gone")
-            return (postgres.lsn_int(info.confirmed_flush_lsn) if info.confirmed_flush_lsn else 0), info.active
+            return (lsn_int(info.confirmed_flush_lsn) if info.confirmed_flush_lsn else 0), info.active
 
         flushed, active = confirmed()
         stop = threading.Event()
@@ -425,4 +426,4 @@ def _drain(reverse: CdcStream, timeout: float) -> DrainReport:
     if flushed >= goal:
         return DrainReport(True, reverse.stream, waited, f"reverse stream drained to {target_lsn} in {waited:.1f}s")
     return DrainReport(False, reverse.stream, waited, f"reverse stream not drained after {timeout:.0f}s "
-                       f"(at {postgres.lsn_text(flushed)}, needs {target_lsn})")
+                       f"(at {lsn_text(flushed)}, needs {target_lsn})")
