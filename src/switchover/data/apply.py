@@ -14,6 +14,7 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -52,6 +53,7 @@ class ApplyResult:
     changes: int
     position: str | None
     lag_ms: float | None  # now - the last applied transaction's source commit time
+    lags_ms: tuple[float, ...] = ()  # the same for every transaction of the batch
 
 
 class Applier:
@@ -75,7 +77,8 @@ class Applier:
             self.dst.commit()
 
     def apply(self, txns: Sequence[Transaction], now: float) -> ApplyResult:
-        """Apply ``txns`` (in order) and record the last one's position, all in one target transaction."""
+        """Apply ``txns`` (in order) and record the last one's position, all in one target transaction.
+        ``now`` is the apply time recorded with the position (lag = now - source commit time)."""
         if not txns:
             return ApplyResult(0, 0, None, None)
         d = self.dst
@@ -107,7 +110,10 @@ class Applier:
                 for name in tables:
                     with contextlib.suppress(Exception):  # the session is gone, and its locks with it
                         apply_lock.release(d, name)
-        return ApplyResult(len(txns), count, last.position, lag_ms)
+        # Reported lag runs to the end of the commit: when the change became visible in the target.
+        done = time.time()
+        lags = tuple(max(0.0, (done - t.commit_at) * 1000.0) for t in txns if t.commit_at is not None)
+        return ApplyResult(len(txns), count, last.position, lags[-1] if lags else lag_ms, lags)
 
     # ------------------------------------------------------------------
 

@@ -150,6 +150,18 @@ class Side:
         finally:
             cur.close()
 
+    def execute_count(self, sql: str) -> int:
+        """Run a statement without parameters; the driver's affected-row count."""
+        cur = self.conn.cursor()
+        try:
+            if self.engine == "sqlite":
+                cur.execute(sql)
+            else:
+                cur.execute(sql, None)
+            return int(cur.rowcount)
+        finally:
+            cur.close()
+
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return

@@ -82,3 +82,27 @@ def test_datamove_mariadb_to_postgres_binlog_with_writes(my_db: str, pg_pair: tu
     side.close()
     Side.open(dst, autocommit=True).execute(PG_ORDERS)
     _run(my_db, dst, 20_000, tmp_path)
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+@pytest.mark.parametrize("target", ["postgresql", "mariadb"])
+def test_datamove_rerun_over_populated_target_updates_changed_rows(target: str, pg_pair: tuple[str, str],
+                                                                   my_db: str, tmp_path: Path) -> None:
+    """A second backfill finds the keys already there (the bulk fast path cannot insert them) and merges:
+    rows changed in the source since the first copy are updated, none duplicated."""
+    src, pg_dst = pg_pair
+    from tests.integration.datamove.datamove_helpers import fill_pg
+
+    fill_pg(src, 5_000)
+    dst = pg_dst if target == "postgresql" else my_db
+    Side.open(dst, autocommit=True).execute(PG_ORDERS if target == "postgresql" else MY_ORDERS)
+    control = StoreControl(StateStore(f"sqlite:///{tmp_path}/state.db"), "orders", "run", "test")
+    for run in range(2):
+        s, d = Side.open(src, autocommit=True), Side.open(dst)
+        assert Backfill(s, d, BackfillOptions("orders"), control).run().state == "done"
+        if run == 0:
+            s.execute("UPDATE orders SET status = 'changed-after-first-copy' WHERE id % 100 = 0")
+        s.close()
+        d.close()
+    assert_identical(src, dst)

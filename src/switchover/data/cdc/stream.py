@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from switchover.data.apply import Applier, Transaction, read_position
+from switchover.data.apply import Applier, ApplyResult, Transaction, read_position
 from switchover.data.move_tables import ColumnMap, Side, TablePair, pair_tables
 from switchover.data.urls import DbUrl
 from switchover.errors import UserError
@@ -124,7 +124,7 @@ class CdcStream:
     # ------------------------------------------------------------------ apply loop
 
     def run(self, stop: threading.Event, on_status: Callable[[CdcStatus], None] | None = None,
-            poll: float = 0.2) -> CdcStatus:
+            poll: float = 0.2, on_apply: Callable[[ApplyResult], None] | None = None) -> CdcStatus:
         if not self._pairs:
             self.prepare()
         dst = Side(self.dst_url)
@@ -153,6 +153,8 @@ class CdcStream:
                     continue
                 result = applier.apply(txns, time.time())
                 reader.confirm(txns[-1].position)
+                if on_apply is not None:
+                    on_apply(result)
                 self._set(position=result.position, lag_ms=result.lag_ms,
                           transactions=self.status.transactions + result.transactions,
                           changes=self.status.changes + result.changes, last_apply_at=now)
