@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIN_CHUNK = 100
-MAX_CHUNK = 200_000
+MAX_CHUNK = 50_000
 
 
 def next_chunk_size(current: int, elapsed: float, target: float) -> int:
