@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from switchover.data.backfill import Backfill, BackfillOptions  # noqa: E402
-from switchover.data.backfill_state import StoreControl  # noqa: E402
-from switchover.data.move_tables import Side, ensure_coordination_tables  # noqa: E402
-from switchover.engine.store import StateStore  # noqa: E402
+from switchover.data.backfill import Backfill, BackfillOptions
+from switchover.data.backfill_state import StoreControl
+from switchover.data.move_tables import Side, ensure_coordination_tables
+from switchover.engine.store import StateStore
 
 PG = "postgresql://postgres@127.0.0.1:5432/"
 MY = "mysql://root@127.0.0.1:3306/"

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from switchover.data.apply import ApplyResult  # noqa: E402
-from switchover.data.cdc import postgres  # noqa: E402
-from switchover.data.cdc.stream import CdcStream, TableRoute  # noqa: E402
-from switchover.data.move_tables import Side  # noqa: E402
-from switchover.data.urls import parse_db_url  # noqa: E402
+from switchover.data.apply import ApplyResult
+from switchover.data.cdc import postgres
+from switchover.data.cdc.stream import CdcStream, TableRoute
+from switchover.data.move_tables import Side
+from switchover.data.urls import parse_db_url
 
 PG = "postgresql://postgres@127.0.0.1:5432/sw_datamove_cdcbench"
 MY = "mysql://root@127.0.0.1:3306/sw_datamove_cdcbench"
