@@ -100,6 +100,7 @@ class Backfill:
         self._lag_ms: float | None = None
         self._error: BaseException | None = None
         self._cdc_guard = False
+        self._origin: str | None = None
         self._tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
     # ------------------------------------------------------------------ public
@@ -123,6 +124,15 @@ class Backfill:
             "table": self.opt.table, "target": self.target, "resumed_from": status.last_key,
             "rows_before": status.rows, "cdc_guard": self._cdc_guard, "bulk": self.bulk})
         self._prepare_staging()
+        if self.dst.engine == "postgresql":
+            # Mark the copy's writes with a replication origin: a reverse stream (target -> source)
+            # skips them instead of echoing every copied row back to the source.
+            from switchover.data.cdc.postgres import ensure_origin
+            from switchover.data.cdc.stream import APPLY_ORIGIN_PREFIX
+
+            self._origin = f"{APPLY_ORIGIN_PREFIX}bf_{self.target}"[:60]
+            ensure_origin(self.dst, self._origin)
+            self.dst.commit()
         reader_src = Side(self.src.url, autocommit=True)
         q: queue.Queue[Any] = queue.Queue(maxsize=2)
         reader = threading.Thread(target=self._reader, args=(reader_src, status.last_key, q),
@@ -170,6 +180,10 @@ class Backfill:
         finally:
             reader.join(timeout=5)
             reader_src.close()
+            if self._origin is not None:
+                from switchover.data.cdc.postgres import release_origin
+
+                release_origin(self.dst, self._origin)
         if self._stop.is_set():
             status = replace(status, state="stopped", updated_at=time.time())
             self.control.save(status)

@@ -55,3 +55,20 @@ def my_db(request: pytest.FixtureRequest) -> Iterator[str]:
     yield MY + name
     admin.execute(f"DROP DATABASE IF EXISTS `{name}`")
     admin.close()
+
+
+@pytest.fixture(autouse=True)
+def _drop_apply_origins() -> Iterator[None]:
+    """Replication origins of our appliers (sw_apply_*) left by a killed stream: each takes a state slot."""
+    yield
+    admin = Side.open(PG + "postgres", autocommit=True)
+    try:
+        for (name,) in admin.execute("SELECT roname FROM pg_replication_origin WHERE roname LIKE 'sw\\_apply\\_%' "
+                                     "AND roident NOT IN (SELECT local_id FROM pg_replication_origin_status "
+                                     "WHERE local_lsn IS NULL)"):
+            try:
+                admin.execute("SELECT pg_replication_origin_drop(%s)", (name,))
+            except Exception:  # still in use by a live session of this test run
+                pass
+    finally:
+        admin.close()

@@ -129,6 +129,15 @@ def ensure_origin(side: Side, name: str) -> None:
     side.finish_read()
 
 
+def release_origin(side: Side, name: str) -> None:
+    """End the session's origin and drop it: origins take one of max_replication_slots' state slots."""
+    with contextlib.suppress(Exception):
+        side.rollback()
+        side.execute("SELECT pg_replication_origin_session_reset()")
+        side.execute("SELECT pg_replication_origin_drop(%s)", (name,))
+        side.finish_read()
+
+
 class PgReader:
     """Streams committed transactions from a slot. ``poll`` returns what has arrived (commit order)."""
 

@@ -129,11 +129,12 @@ class CdcStream:
             self.prepare()
         dst = Side(self.dst_url)
         reader: Reader | None = None
+        origin = APPLY_ORIGIN_PREFIX + self.stream[:40]
         try:
             if dst.engine == "postgresql":
                 from switchover.data.cdc.postgres import ensure_origin
 
-                ensure_origin(dst, APPLY_ORIGIN_PREFIX + self.stream[:40])
+                ensure_origin(dst, origin)
             applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched)
             after = applier.position()
             reader = self._reader(after)
@@ -166,6 +167,10 @@ class CdcStream:
         finally:
             if reader is not None:
                 reader.close()
+            if dst.engine == "postgresql":
+                from switchover.data.cdc.postgres import release_origin
+
+                release_origin(dst, origin)
             dst.close()
         self._set(state="stopped")
         return self.status
