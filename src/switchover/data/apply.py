@@ -1,0 +1,230 @@
+"""Applying captured changes to the target: in commit order, idempotently, position in the same transaction.
+
+Every CDC source (PostgreSQL logical decoding, MySQL binlog, SQLite changelog, Debezium JSON lines)
+produces ``Transaction`` objects; ``Applier.apply`` writes a batch of them in one target transaction
+that also upserts the stream's position row in ``switchover_cdc_position``. Reading is
+at-least-once (a restart re-reads from the last confirmed position), the effect exactly-once: a
+transaction at or before the stored position is skipped by the reader, and each change is an upsert
+or delete by key, so replaying one changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from switchover.data import apply_lock
+from switchover.data.move_tables import (
+    POSITION_TABLE,
+    TOUCHED_TABLE,
+    Side,
+    TablePair,
+    ensure_coordination_tables,
+    key_text,
+    upsert_sql,
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    op: str  # insert | update | delete | truncate
+    table: str  # source table
+    row: dict[str, Any] | None = None  # new values by source column (insert, update)
+    old_key: dict[str, Any] | None = None  # key before the change (update, delete)
+
+
+@dataclass(frozen=True)
+class Transaction:
+    position: str  # where the source is after this transaction (LSN, binlog file:pos, changelog id)
+    commit_at: float | None  # source commit time, epoch seconds
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    transactions: int
+    changes: int
+    position: str | None
+    lag_ms: float | None  # now - the last applied transaction's source commit time
+    lags_ms: tuple[float, ...] = ()  # the same for every transaction of the batch
+
+
+class Applier:
+    """Writes transactions into the target. One per stream; not thread-safe."""
+
+    def __init__(self, dst: Side, pairs: dict[str, TablePair], stream: str, *, mark_touched: bool = True) -> None:
+        self.dst, self.pairs, self.stream, self.mark_touched = dst, pairs, stream, mark_touched
+        ensure_coordination_tables(dst)
+        self._upserts = {t: upsert_sql(dst, p.target.name, p.target_columns, p.target_key) for t, p in pairs.items()}
+
+    def position(self) -> str | None:
+        rows = self.dst.execute(f"SELECT position FROM {POSITION_TABLE} WHERE stream = {self.dst.ph}", (self.stream,))
+        self.dst.finish_read()
+        return str(rows[0][0]) if rows else None
+
+    def record_start(self, position: str, now: float) -> None:
+        """Where capture started (MySQL: the binlog position at prepare), unless a position is already stored."""
+        if self.position() is None:
+            self.dst.begin()
+            self._save_position(position, None, now, None)
+            self.dst.commit()
+
+    def apply(self, txns: Sequence[Transaction], now: float) -> ApplyResult:
+        """Apply ``txns`` (in order) and record the last one's position, all in one target transaction.
+        ``now`` is the apply time recorded with the position (lag = now - source commit time)."""
+        if not txns:
+            return ApplyResult(0, 0, None, None)
+        d = self.dst
+        tables = sorted({self.pairs[c.table].target.name for t in txns for c in t.changes if c.table in self.pairs})
+        count = 0
+        try:
+            d.begin()
+            for name in tables:  # sorted: two appliers never wait on each other in opposite order
+                apply_lock.acquire(d, name)
+            touched: list[tuple[str, str]] = []
+            for txn in txns:
+                for change in txn.changes:
+                    pair = self.pairs.get(change.table)
+                    if pair is None:
+                        continue
+                    count += 1
+                    touched.extend(self._apply_one(pair, change))
+            if touched and self.mark_touched:
+                self._mark(touched)
+            last = txns[-1]
+            lag_ms = None if last.commit_at is None else max(0.0, (now - last.commit_at) * 1000.0)
+            self._save_position(last.position, last.commit_at, now, lag_ms)
+            d.commit()
+        except BaseException:
+            d.rollback()
+            raise
+        finally:
+            if d.engine == "mysql":
+                for name in tables:
+                    with contextlib.suppress(Exception):  # the session is gone, and its locks with it
+                        apply_lock.release(d, name)
+        # Reported lag runs to the end of the commit: when the change became visible in the target.
+        done = time.time()
+        lags = tuple(max(0.0, (done - t.commit_at) * 1000.0) for t in txns if t.commit_at is not None)
+        return ApplyResult(len(txns), count, last.position, lags[-1] if lags else lag_ms, lags)
+
+    # ------------------------------------------------------------------
+
+    def _apply_one(self, pair: TablePair, change: Change) -> list[tuple[str, str]]:
+        d, target = self.dst, pair.target.name
+        if change.op == "truncate":
+            d.execute(f"DELETE FROM {d.q(target)}")
+            return []
+        out: list[tuple[str, str]] = []
+        old = self._target_key(pair, change.old_key) if change.old_key else None
+        new_row = self._target_row(pair, change.row) if change.row else None
+        new = [new_row[k] for k in pair.target_key] if new_row else None
+        if old is not None and (change.op == "delete" or (new is not None and old != new)):
+            where = " AND ".join(f"{d.q(k)} = {d.ph}" for k in pair.target_key)
+            d.execute(f"DELETE FROM {d.q(target)} WHERE {where}", old)
+            out.append((target, key_text(old)))
+        if change.op in ("insert", "update") and new_row is not None and new is not None:
+            cols = [c for c in pair.target_columns if c in new_row]
+            sql = self._upserts[change.table] if len(cols) == len(pair.target_columns) else \
+                upsert_sql(d, target, cols, pair.target_key)  # an update without unchanged TOASTed values
+            d.execute(sql, [new_row[c] for c in cols])
+            out.append((target, key_text(new)))
+        return out
+
+    def _target_row(self, pair: TablePair, row: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for s, t in zip(pair.source_columns, pair.target_columns, strict=True):
+            if s in row:
+                out[t] = convert(row[s], pair.source.column(s).type, self.dst.engine, pair.target.column(t).type)
+        return out
+
+    def _target_key(self, pair: TablePair, key: dict[str, Any]) -> list[Any]:
+        return [convert(key[s], pair.source.column(s).type, self.dst.engine, pair.target.column(t).type)
+                for s, t in zip(pair.source_key, pair.target_key, strict=True)]
+
+    def _mark(self, touched: list[tuple[str, str]]) -> None:
+        d = self.dst
+        rows = sorted(set(touched))
+        if d.engine == "mysql":
+            d.executemany(f"INSERT IGNORE INTO {TOUCHED_TABLE} (tbl, k) VALUES (%s, %s)", rows)
+        else:
+            d.executemany(f"INSERT INTO {TOUCHED_TABLE} (tbl, k) VALUES ({d.ph}, {d.ph}) "
+                          "ON CONFLICT (tbl, k) DO NOTHING", rows)
+
+    def _save_position(self, position: str, commit_at: float | None, now: float, lag_ms: float | None) -> None:
+        d = self.dst
+        cols = ["stream", "position", "source_commit_at", "applied_at", "lag_ms"]
+        d.execute(upsert_sql(d, POSITION_TABLE, cols, ["stream"]), (self.stream, position, commit_at, now, lag_ms))
+
+
+def read_position(dst: Side, stream: str) -> dict[str, Any] | None:
+    """The stream's row in the target's position table (for status, lag gates and rollback drains)."""
+    if not dst.table_exists(POSITION_TABLE):
+        dst.finish_read()
+        return None
+    rows = dst.execute(f"SELECT position, source_commit_at, applied_at, lag_ms FROM {POSITION_TABLE} "
+                       f"WHERE stream = {dst.ph}", (stream,))
+    dst.finish_read()
+    if not rows:
+        return None
+    pos, commit_at, applied_at, lag = rows[0]
+    return {"position": pos, "source_commit_at": commit_at, "applied_at": applied_at, "lag_ms": lag}
+
+
+def convert(value: Any, source_type: str, target_engine: str, target_type: str = "") -> Any:
+    """A value as a source delivers it (PostgreSQL text from pgoutput, Python values from the binlog,
+    SQLite or a SELECT) -> what the target's driver binds correctly."""
+    if value is None:
+        return None
+    typ = source_type.lower()
+    if target_type == "boolean" and isinstance(value, int | str) and not isinstance(value, bool):
+        return str(value).lower() in ("1", "t", "true")  # MySQL tinyint(1) / SQLite 0-1 -> PostgreSQL boolean
+    if isinstance(value, str) and target_engine != "postgresql":
+        # pgoutput sends PostgreSQL's text format; other engines want typed values.
+        if typ == "boolean":
+            return int(value in ("t", "true", "1"))
+        if typ in ("smallint", "integer", "bigint") and value.lstrip("-").isdigit():
+            return int(value)
+    if typ == "bytea" and isinstance(value, str):
+        raw = value[2:] if value.startswith("\\x") else value
+        return bytes.fromhex(raw)
+    if isinstance(value, str) and typ.startswith("timestamp") and target_engine != "postgresql":
+        parsed = _parse_pg_timestamp(value)
+        if parsed is not None:
+            if parsed.tzinfo is not None:
+                parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
+            return parsed.isoformat(sep=" ") if target_engine == "sqlite" else parsed
+    if target_engine == "sqlite":
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, dt.datetime | dt.date | dt.time):
+            return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def _parse_pg_timestamp(text: str) -> dt.datetime | None:
+    t = text.strip()
+    # PostgreSQL prints offsets as +00 or +05:30; fromisoformat wants +00:00.
+    if len(t) >= 3 and t[-3] in "+-" and t[-2:].isdigit():
+        t = t + ":00"
+    try:
+        return dt.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+
+
+def b64(value: bytes) -> str:
+    return base64.b64encode(value).decode()

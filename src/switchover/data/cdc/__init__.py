@@ -1,0 +1,1 @@
+"""Change data capture: PostgreSQL logical decoding, MySQL/MariaDB ROW binlog, SQLite triggers."""

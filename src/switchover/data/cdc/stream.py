@@ -1,0 +1,231 @@
+"""A CDC stream: capture on the source, apply to the target, report lag.
+
+``prepare()`` checks the server settings and starts capture (PostgreSQL: publication + slot;
+SQLite: triggers). Call it before the backfill reads anything: that is what closes the
+backfill/CDC race. ``run(stop)`` then polls, applies each batch in one target transaction with
+the position, confirms the position to the source, and repeats until ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from switchover.data.apply import Applier, ApplyResult, Transaction, read_position
+from switchover.data.move_tables import ColumnMap, Side, TablePair, pair_tables
+from switchover.data.urls import DbUrl
+from switchover.errors import UserError
+
+APPLY_ORIGIN_PREFIX = "sw_apply_"  # replication origin of our own applies: readers skip it (no echo)
+
+
+class Reader(Protocol):
+    def poll(self, timeout: float, max_txns: int = ...) -> list[Transaction]: ...
+
+    def confirm(self, position: str) -> None: ...
+
+    def confirm_idle(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class TableRoute:
+    source: str
+    target: str | None = None
+    mapping: ColumnMap = field(default_factory=ColumnMap)
+
+
+@dataclass(frozen=True)
+class CdcStatus:
+    stream: str
+    state: str  # starting | streaming | stopped | failed
+    position: str | None
+    lag_ms: float | None
+    transactions: int
+    changes: int
+    last_apply_at: float | None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def default_stream(src: DbUrl, tables: list[str], reverse: bool = False) -> str:
+    base = f"{src.database or 'db'}_{'_'.join(sorted(tables))}".replace("/", "_").replace(".", "_")
+    return ("rev_" if reverse else "") + base
+
+
+class CdcStream:
+    def __init__(self, src: DbUrl, dst: DbUrl, routes: list[TableRoute], stream: str | None = None, *,
+                 mark_touched: bool = True) -> None:
+        if not routes:
+            raise UserError("cdc: name at least one --table")
+        self.src_url, self.dst_url, self.routes = src, dst, routes
+        self.stream = stream or default_stream(src, [r.source for r in routes])
+        self.mark_touched = mark_touched
+        self.status = CdcStatus(self.stream, "starting", None, None, 0, 0, None)
+        self.warnings: list[str] = []
+        self._pairs: dict[str, TablePair] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def slot(self) -> str:
+        from switchover.data.cdc.postgres import slot_name_for
+
+        return slot_name_for(self.stream)
+
+    # ------------------------------------------------------------------ capture
+
+    def prepare(self) -> list[str]:
+        """Check settings, start capture on the source, create the target's coordination tables."""
+        src = Side(self.src_url, autocommit=True)
+        dst = Side(self.dst_url)
+        try:
+            for r in self.routes:
+                self._pairs[r.source] = pair_tables(src, dst, r.source, r.target, r.mapping)
+            if src.engine == "postgresql":
+                from switchover.data.cdc import postgres
+
+                self.warnings = postgres.check_settings(src)
+                postgres.ensure_slot(src, self.slot, [r.source for r in self.routes])
+            elif src.engine == "sqlite":
+                from switchover.data.cdc import sqlite
+
+                for r in self.routes:
+                    sqlite.install_triggers(src, r.source)
+            applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched)  # coordination tables
+            if src.engine == "mysql":
+                from switchover.data.cdc import mysql
+
+                self.warnings = mysql.check_settings(src)
+                applier.record_start(mysql.current_position(src), time.time())
+        finally:
+            src.close()
+            dst.close()
+        return self.warnings
+
+    def _reader(self, after: str | None) -> Reader:
+        if self.src_url.engine == "postgresql":
+            from switchover.data.cdc.postgres import PgReader
+
+            return PgReader(self.src_url, self.slot, after, skip_origin_prefix=APPLY_ORIGIN_PREFIX)
+        if self.src_url.engine == "sqlite":
+            from switchover.data.cdc.sqlite import SqliteReader
+
+            return SqliteReader(Side(self.src_url), [r.source for r in self.routes], after)
+        from switchover.data.cdc.mysql import MysqlReader
+
+        return MysqlReader(self.src_url, {t: p.source for t, p in self._pairs.items()}, after, self.stream)
+
+    # ------------------------------------------------------------------ apply loop
+
+    def run(self, stop: threading.Event, on_status: Callable[[CdcStatus], None] | None = None,
+            poll: float = 0.2, on_apply: Callable[[ApplyResult], None] | None = None) -> CdcStatus:
+        if not self._pairs:
+            self.prepare()
+        dst = Side(self.dst_url)
+        reader: Reader | None = None
+        origin = APPLY_ORIGIN_PREFIX + self.stream[:40]
+        try:
+            if dst.engine == "postgresql":
+                from switchover.data.cdc.postgres import ensure_origin
+
+                ensure_origin(dst, origin)
+            applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched)
+            after = applier.position()
+            reader = self._reader(after)
+            self._set(state="streaming", position=after)
+            last_idle_note = 0.0
+            while not stop.is_set():
+                txns = reader.poll(poll)
+                now = time.time()
+                if not txns:
+                    reader.confirm_idle()
+                    if self.status.lag_ms and now - last_idle_note > 1.0:
+                        self._note_idle(dst, now)
+                        last_idle_note = now
+                    self._set(lag_ms=0.0 if self.status.position else None)
+                    if on_status:
+                        on_status(self.status)
+                    continue
+                result = applier.apply(txns, time.time())
+                reader.confirm(txns[-1].position)
+                if on_apply is not None:
+                    on_apply(result)
+                self._set(position=result.position, lag_ms=result.lag_ms,
+                          transactions=self.status.transactions + result.transactions,
+                          changes=self.status.changes + result.changes, last_apply_at=now)
+                if on_status:
+                    on_status(self.status)
+        except BaseException as exc:
+            self._set(state="failed", error=str(exc))
+            raise
+        finally:
+            if reader is not None:
+                reader.close()
+            if dst.engine == "postgresql":
+                from switchover.data.cdc.postgres import release_origin
+
+                release_origin(dst, origin)
+            dst.close()
+        self._set(state="stopped")
+        return self.status
+
+    def _note_idle(self, dst: Side, now: float) -> None:
+        # Caught up: say so in the target, so throttles and gates reading the stored lag see 0.
+        from switchover.data.move_tables import POSITION_TABLE
+
+        dst.begin()
+        dst.execute(f"UPDATE {POSITION_TABLE} SET lag_ms = 0, applied_at = {dst.ph} WHERE stream = {dst.ph}",
+                    (now, self.stream))
+        dst.commit()
+
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            self.status = replace(self.status, **changes)
+
+    # ------------------------------------------------------------------ reading state
+
+    def stored_position(self) -> dict[str, Any] | None:
+        dst = Side(self.dst_url)
+        try:
+            return read_position(dst, self.stream)
+        finally:
+            dst.close()
+
+
+class CdcBackground:
+    """A CDC stream on a thread: what the ``cdc`` plan step leaves running (``Background``)."""
+
+    def __init__(self, stream: CdcStream, name: str = "cdc",
+                 on_status: Callable[[CdcStatus], None] | None = None) -> None:
+        self.name, self.stream = name, stream
+        self._stop = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(on_status,), name=f"cdc-{stream.stream}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self, on_status: Callable[[CdcStatus], None] | None) -> None:
+        try:
+            self.stream.run(self._stop, on_status)
+        except BaseException as exc:  # reported through status(); the controller's gate sees it
+            self.error = exc
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def status(self) -> dict[str, Any]:
+        data = self.stream.status.to_json()
+        data["alive"] = self.alive()
+        return data
