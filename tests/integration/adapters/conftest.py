@@ -1,0 +1,159 @@
+"""Real servers for the adapters area: nginx, Prometheus, moto, a DNS server, HTTP test services.
+
+Every server binds 127.0.0.1 on a free port and is stopped by its fixture; load loops are bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Service:
+    """A small HTTP/1.1 service answering every path with its name (and a JSON body)."""
+
+    name: str
+    port: int
+    server: ThreadingHTTPServer
+    hits: list[str] = field(default_factory=list)
+    routes: dict[tuple[str, str], Callable[[BaseHTTPRequestHandler, bytes], tuple[int, dict[str, str], bytes]]] = \
+        field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_service(name: str) -> Service:
+    holder: dict[str, Service] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body_in = self.rfile.read(length) if length else b""
+            svc = holder["svc"]
+            path = self.path.split("?")[0]
+            svc.hits.append(f"{self.command} {path}")
+            route = svc.routes.get((self.command, path))
+            if route is not None:
+                status, headers, body = route(self, body_in)
+            else:
+                status, headers, body = 200, {"Content-Type": "application/json"}, json.dumps(
+                    {"service": svc.name}).encode()
+            self.send_response(status)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    svc = Service(name, int(server.server_address[1]), server)
+    holder["svc"] = svc
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    return svc
+
+
+@pytest.fixture
+def services() -> Iterator[tuple[Service, Service]]:
+    stable, candidate = start_service("stable"), start_service("candidate")
+    yield stable, candidate
+    for svc in (stable, candidate):
+        svc.server.shutdown()
+        svc.server.server_close()
+
+
+@dataclass
+class Nginx:
+    """A private nginx: its own prefix, main conf, and the switchover file its http{} includes."""
+
+    prefix: Path
+    conf: Path
+    include: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def argv(self, *extra: str) -> list[str]:
+        return [NGINX, "-p", str(self.prefix), "-c", str(self.conf), *extra]
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv("-g", "daemon off;"), stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE)
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            self.process.kill()
+            err = self.process.stderr.read().decode() if self.process.stderr else ""
+            raise RuntimeError(f"nginx did not start: {err}") from None
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.process = None
+
+
+def nginx_main_conf(prefix: Path, include: Path) -> str:
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    temp = "".join(f"  {k}_temp_path {prefix}/{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return (f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\n"
+            "events { worker_connections 1024; }\n"
+            f"http {{\n  access_log off;\n{temp}  include {include};\n}}\n")
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Nginx]:
+    """A private nginx, not started: the test renders the include first, then calls start()."""
+    prefix = tmp_path / "nginx"
+    (prefix / "logs").mkdir(parents=True)
+    include = prefix / "switchover.conf"
+    conf = prefix / "nginx.conf"
+    conf.write_text(nginx_main_conf(prefix, include))
+    ng = Nginx(prefix, conf, include, free_port())
+    yield ng
+    ng.stop()
