@@ -122,12 +122,12 @@ class IstioRouter:
             try:
                 if self.settings.kubeconfig or self.settings.context:
                     api_client = config.new_client_from_config(config_file=self.settings.kubeconfig,
-                                                               context=self.settings.context)
+                                                               context=self.settings.context)  # type: ignore[no-untyped-call]
                 else:
                     try:
-                        config.load_incluster_config()
+                        config.load_incluster_config()  # type: ignore[no-untyped-call]
                     except config.ConfigException:
-                        config.load_kube_config()
+                        config.load_kube_config()  # type: ignore[no-untyped-call]
                     api_client = client.ApiClient()
             except (config.ConfigException, OSError, TypeError) as exc:
                 raise UserError(f"traffic.istio: cannot load Kubernetes credentials: {exc}") from None
@@ -150,6 +150,8 @@ class IstioRouter:
                             f"{(exc.body or '')[:300]}") from None
         except HTTPError as exc:
             raise UserError(f"istio {what}: Kubernetes API unreachable: {exc}") from None
+        except ValueError as exc:  # the client validates answers with pydantic (a ValueError)
+            raise UserError(f"istio {what}: unexpected answer from the Kubernetes API: {exc}") from None
 
     def _apply(self, plural: str, body: dict[str, Any]) -> Any:
         return self._call(f"apply {plural} {body['metadata']['name']}",

@@ -157,3 +157,105 @@ def nginx(tmp_path: Path) -> Iterator[Nginx]:
     ng = Nginx(prefix, conf, include, free_port())
     yield ng
     ng.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's Route 53 (and other AWS APIs) on a free port, with throwaway credentials."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"})
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@dataclass
+class FakeKube:
+    """A small HTTP server answering the Kubernetes API paths the Istio router uses (no cluster runs
+    here): server-side apply (PATCH application/apply-patch+yaml) stores the object, GET returns it."""
+
+    url: str
+    server: ThreadingHTTPServer
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def fake_kube(tmp_path: Path) -> Iterator[tuple[FakeKube, Path]]:
+    import yaml
+
+    holder: dict[str, FakeKube] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _not_found(self, path: str) -> None:
+            self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                             "message": f"{path} not found", "code": 404})
+
+        def do_GET(self) -> None:
+            kube = holder["kube"]
+            path = self.path.split("?")[0].rstrip("/")  # the client asks for /version/
+            kube.requests.append({"method": "GET", "path": path, "auth": self.headers.get("Authorization")})
+            if path == "/version":
+                self._send(200, {"major": "1", "minor": "29", "gitVersion": "v1.29.0",  # as a real API server answers
+                                 "gitCommit": "3f7a50f38688eb332e2a1b013678c6435d539ae6", "gitTreeState": "clean",
+                                 "buildDate": "2023-12-13T08:51:44Z", "goVersion": "go1.21.5", "compiler": "gc",
+                                 "platform": "linux/amd64"})
+            elif path in kube.objects:
+                self._send(200, kube.objects[path])
+            else:
+                self._not_found(path)
+
+        def do_PATCH(self) -> None:
+            kube = holder["kube"]
+            path, _, query = self.path.partition("?")
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            kube.requests.append({"method": "PATCH", "path": path, "query": query,
+                                  "content_type": self.headers.get("Content-Type"),
+                                  "auth": self.headers.get("Authorization")})
+            if self.headers.get("Content-Type") != "application/apply-patch+yaml":
+                self._send(415, {"kind": "Status", "code": 415, "message": "expected server-side apply"})
+                return
+            obj = yaml.safe_load(body)
+            obj.setdefault("metadata", {})["resourceVersion"] = str(len(kube.requests))
+            kube.objects[path] = obj
+            self._send(200, obj)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    kube = FakeKube(f"http://127.0.0.1:{server.server_address[1]}", server)
+    holder["kube"] = kube
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {"server": kube.url}}],
+        "users": [{"name": "test", "user": {"token": "sw-adapters-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+    }))
+    yield kube, kubeconfig
+    server.shutdown()
+    server.server_close()
