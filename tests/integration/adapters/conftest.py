@@ -259,3 +259,76 @@ def fake_kube(tmp_path: Path) -> Iterator[tuple[FakeKube, Path]]:
     yield kube, kubeconfig
     server.shutdown()
     server.server_close()
+
+
+@dataclass
+class PromStack:
+    """A real Prometheus (scrape interval 1 s) scraping a test exporter that serves the metric names
+    the built-in proxy serves: http_requests_total{app,role,status},
+    http_request_duration_seconds_bucket{app,role,le}."""
+
+    url: str
+    requests: Any  # prometheus_client Counter
+    latency: Any  # prometheus_client Histogram
+
+    def record(self, app: str, role: str, n: int, errors: int, seconds: float) -> None:
+        for i in range(n):
+            status = "503" if i < errors else "200"
+            self.requests.labels(app=app, role=role, status=status).inc()
+            self.latency.labels(app=app, role=role).observe(seconds)
+
+    def wait_scraped(self, timeout: float = 20.0) -> None:
+        """Until Prometheus has the exporter up and two scrapes behind it."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                body = httpx.get(f"{self.url}/api/v1/query",
+                                 params={"query": 'count_over_time(up{job="sw_adapters"}[1m])'}, timeout=2).json()
+                result = body["data"]["result"]
+                if result and float(result[0]["value"][1]) >= 2:
+                    return
+            time.sleep(0.25)
+        raise RuntimeError("Prometheus did not scrape the test exporter")
+
+
+@pytest.fixture(scope="session")
+def prom_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromStack]:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+    from switchover.metrics.base import LATENCY_BOUNDS
+
+    registry = CollectorRegistry()
+    requests = Counter("http_requests_total", "requests", ["app", "role", "status"], registry=registry)
+    latency = Histogram("http_request_duration_seconds", "latency", ["app", "role"], buckets=LATENCY_BOUNDS,
+                        registry=registry)
+    # Series exist at 0 before traffic, as the proxy's do, so increase() sees the first requests.
+    for app in ("sw_adapters_orders",):
+        for role in ("stable", "canary"):
+            latency.labels(app=app, role=role)
+            for status in ("200", "503"):
+                requests.labels(app=app, role=role, status=status)
+    exporter_port = free_port()
+    server, _thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
+    tmp = tmp_path_factory.mktemp("prometheus")
+    config = tmp / "prometheus.yml"
+    config.write_text("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                      "scrape_configs:\n  - job_name: sw_adapters\n"
+                      f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n")
+    port = free_port()
+    process = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
+                                f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack = PromStack(f"http://127.0.0.1:{port}", requests, latency)
+    try:
+        wait_port(port, 30)
+        stack.wait_scraped()
+        yield stack
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        server.shutdown()
