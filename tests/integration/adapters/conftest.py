@@ -332,3 +332,59 @@ def prom_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromStack]:
         except subprocess.TimeoutExpired:
             process.kill()
         server.shutdown()
+
+
+@dataclass
+class DnsServer:
+    """An authoritative DNS server on 127.0.0.1 (UDP), written with dnspython's message API."""
+
+    address: str
+    records: dict[str, tuple[str, int]]  # hostname -> (IPv4, TTL)
+    queries: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def dns_server() -> Iterator[Callable[[dict[str, tuple[str, int]]], DnsServer]]:
+    import dns.message
+    import dns.rcode
+    import dns.rdatatype
+    import dns.rrset
+
+    stops: list[tuple[threading.Event, socket.socket, threading.Thread]] = []
+
+    def start(records: dict[str, tuple[str, int]]) -> DnsServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.2)
+        server = DnsServer(f"127.0.0.1:{sock.getsockname()[1]}", records)
+        stop = threading.Event()
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    data, peer = sock.recvfrom(4096)
+                except (TimeoutError, OSError):
+                    continue
+                query = dns.message.from_wire(data)
+                answer = dns.message.make_response(query)
+                answer.flags |= 0x0400  # authoritative
+                for question in query.question:
+                    name = question.name.to_text().rstrip(".")
+                    server.queries.append(f"{name} {dns.rdatatype.to_text(question.rdtype)}")
+                    if name not in server.records:
+                        answer.set_rcode(dns.rcode.NXDOMAIN)
+                    elif question.rdtype == dns.rdatatype.A:
+                        ip, ttl = server.records[name]
+                        answer.answer.append(dns.rrset.from_text(question.name, ttl, "IN", "A", ip))
+                sock.sendto(answer.to_wire(), peer)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        stops.append((stop, sock, thread))
+        return server
+
+    yield start
+    for stop, sock, thread in stops:
+        stop.set()
+        thread.join(timeout=5)
+        sock.close()
