@@ -1,0 +1,231 @@
+"""Mirroring: a sampled copy of a request goes to the candidate; its answer never reaches the user.
+
+The copy leaves once the user's request is complete and never holds the user's answer back: it uses
+its own connections to the candidate, a bounded number in flight (beyond it, dropped and counted).
+With a parity sink, the user's stable answer and the copy's answer are buffered (up to the copy
+cap) and handed over as a ``MirrorPair``; without one, nothing is buffered.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from switchover.traffic.proxy.hooks import Answer, MirrorPair, MirrorSink
+from switchover.traffic.proxy.upstream import Pool, UpstreamConn
+
+if TYPE_CHECKING:
+    from switchover.traffic.proxy.dataplane import Proxy
+    from switchover.traffic.proxy.server import Exchange
+
+
+class PairSlot:
+    """Collects both answers of one mirrored request for the parity sink."""
+
+    __slots__ = ("at", "body", "cancelled", "candidate", "cap", "headers", "method", "mirror", "path", "stable",
+                 "stable_chunks", "stable_headers", "stable_size", "stable_status")
+
+    def __init__(self, mirror: Mirror, exchange: Exchange) -> None:
+        self.mirror = mirror
+        self.cap = mirror.cap
+        self.method = exchange.method.decode("latin-1")
+        self.path = exchange.url.decode("latin-1")
+        self.headers = tuple((n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in exchange.headers if v)
+        self.at = time.time()
+        self.body = b""
+        self.stable: Answer | None = None
+        self.candidate: Answer | None = None
+        self.stable_headers: tuple[tuple[str, str], ...] = ()
+        self.stable_status = 0
+        self.stable_chunks: list[bytes] = []
+        self.stable_size = 0
+        self.cancelled = False
+
+    def stable_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.stable_status = status
+        self.stable_headers = _headers(headers)
+
+    def stable_body(self, data: bytes) -> None:
+        self.stable_size += len(data)
+        if self.stable_size <= self.cap:
+            self.stable_chunks.append(data)
+
+    def stable_done(self, status: int, latency: float, error: str | None) -> None:
+        if self.stable_size > self.cap:
+            self.cancelled = True  # too big to compare
+            return
+        self.stable = Answer(status, self.stable_headers, b"".join(self.stable_chunks), latency,
+                             None if error is None else error_kind(error))
+        self._maybe_submit()
+
+    def candidate_done(self, answer: Answer | None) -> None:
+        if answer is None:
+            self.cancelled = True
+            return
+        self.candidate = answer
+        self._maybe_submit()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def _maybe_submit(self) -> None:
+        if self.cancelled or self.stable is None or self.candidate is None or self.mirror.sink is None:
+            return
+        self.mirror.sink.submit(MirrorPair(self.method, self.path, self.headers, self.body, self.stable,
+                                           self.candidate, self.at))
+
+
+def error_kind(kind: str) -> str:
+    """The hooks contract names three kinds of missing answer: connect, reset, timeout."""
+    return {"connect": "connect", "connect-timeout": "connect", "timeout": "timeout"}.get(kind, "reset")
+
+
+def _headers(headers: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
+    return tuple((n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in headers)
+
+
+class Mirror:
+    def __init__(self, proxy: Proxy, pool: Pool, sink: MirrorSink | None, cap: int, timeout: float) -> None:
+        self.proxy = proxy
+        self.pool = pool
+        self.sink = sink
+        self.cap = cap
+        self.timeout = timeout
+        self.in_flight = 0
+
+    def new_pair(self, exchange: Exchange) -> PairSlot | None:
+        return PairSlot(self, exchange) if self.sink is not None else None
+
+    def dispatch(self, exchange: Exchange) -> None:
+        """The user's request is complete: send its copy, or drop it when too many are in flight."""
+        stats = self.proxy.stats
+        if exchange.copy is None:  # body beyond the copy cap: streamed to stable only
+            exchange.pair = None
+            return
+        if self.in_flight >= self.pool.max_in_flight:
+            stats.mirror_dropped += 1
+            exchange.pair = None
+            return
+        body = b"".join(exchange.copy)
+        pair = exchange.pair
+        if pair is not None:
+            pair.body = body
+        self.in_flight += 1
+        self.pool.in_flight += 1
+        stats.mirror_sent += 1
+        copy = MirrorCopy(self, exchange, body, pair)
+        conn = self.pool.take()
+        if conn is not None:
+            copy.send(conn)
+        else:
+            self.proxy.loop.create_task(copy.connect())
+
+
+class MirrorCopy:
+    """One mirrored request to the candidate (a ``Receiver`` for its upstream connection)."""
+
+    __slots__ = ("chunks", "conn", "data", "head_only", "headers", "mirror", "pair", "size", "started",
+                 "status")
+
+    def __init__(self, mirror: Mirror, exchange: Exchange, body: bytes, pair: PairSlot | None) -> None:
+        self.mirror = mirror
+        self.pair = pair
+        self.head_only = exchange.method == b"HEAD"
+        if (not exchange.chunked and exchange.role == "stable" and exchange._head is not None
+                and exchange.headers[-1] != (b"host", b"")):
+            # The user's request head, already built, plus the shadow mark: no second pass over headers.
+            self.data = exchange._head[:-2] + b"x-switchover-shadow: 1\r\n\r\n" + body
+        else:
+            self.data = self._build_head(mirror, exchange, body) + body
+        self.conn: UpstreamConn | None = None
+        self.status = 0
+        self.headers: tuple[tuple[str, str], ...] = ()
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.started = time.monotonic()
+
+    @staticmethod
+    def _build_head(mirror: Mirror, exchange: Exchange, body: bytes) -> bytes:
+        lines = [b"%s %s HTTP/1.1\r\n" % (exchange.method, exchange.url)]
+        host = mirror.proxy.candidate.host_header
+        for name, value in exchange.headers:
+            lname = name.lower()
+            if lname == b"content-length":
+                continue
+            lines.append(name + b": " + (value if value or lname != b"host" else host) + b"\r\n")
+        peer = exchange.client.peer
+        xff = exchange.xff + b", " + peer if exchange.xff else peer
+        lines.append(b"x-forwarded-for: %s\r\nx-forwarded-proto: http\r\nx-switchover-shadow: 1\r\n" % xff)
+        if body or exchange.content_length >= 0 or exchange.chunked:
+            lines.append(b"content-length: %d\r\n" % len(body))
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    async def connect(self) -> None:
+        try:
+            conn = await self.mirror.pool.connect()
+        except (OSError, TimeoutError) as exc:
+            self.on_upstream_error("connect-timeout" if isinstance(exc, TimeoutError) else "connect")
+            return
+        self.send(conn)
+
+    def send(self, conn: UpstreamConn) -> None:
+        self.conn = conn
+        conn.send(self, self.data, self.head_only, self.mirror.timeout)
+
+    # -- Receiver
+    def on_informational(self, head: bytes) -> None:
+        pass
+
+    def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        if self.pair is not None:
+            self.headers = _headers(headers)
+
+    def on_response_body(self, data: bytes) -> None:
+        if self.pair is not None:
+            self.size += len(data)
+            if self.size <= self.mirror.cap:
+                self.chunks.append(data)
+
+    def on_response_complete(self, reusable: bool) -> None:
+        mirror = self.mirror
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            if reusable:
+                mirror.pool.give_back(conn)
+            else:
+                mirror.pool.busy.discard(conn)
+                conn.close()
+        latency = self._end()
+        mirror.proxy.stats.mirror_completed += 1
+        mirror.proxy.stats.shadow.record(self.status, latency)
+        if self.pair is not None:
+            self.pair.candidate_done(None if self.size > mirror.cap else
+                                     Answer(self.status, self.headers, b"".join(self.chunks), latency))
+
+    def on_upstream_error(self, kind: str) -> None:
+        mirror = self.mirror
+        if self.conn is not None:
+            mirror.pool.busy.discard(self.conn)
+            self.conn = None
+        latency = self._end()
+        status = 504 if kind in ("timeout", "connect-timeout") else 502
+        mirror.proxy.stats.mirror_failed += 1
+        mirror.proxy.stats.shadow.record(status, latency)
+        if self.pair is not None:
+            self.pair.candidate_done(Answer(status, (), b"", latency, error_kind(kind)))
+
+    def on_tunnel_data(self, data: bytes) -> None:
+        pass
+
+    def on_upstream_pause(self, paused: bool) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def _end(self) -> float:
+        self.mirror.in_flight -= 1
+        self.mirror.pool.in_flight -= 1
+        return time.monotonic() - self.started
