@@ -2,10 +2,12 @@
 window's end over the window's length.
 
 Queries are templates: ``{{app}}`` (the plan's name), ``{{role}}`` (``stable`` or ``canary``) and
-``{{interval}}`` (the window, e.g. ``10s``). Request and error counts come from ``increase(...)``
-of ``http_requests_total``; latency from the ``increase`` of ``http_request_duration_seconds_bucket``
-by ``le``, so the rank test sees a real histogram; when no histogram answers, the p95 (and p99)
-query gives quantiles instead. An empty answer is "no data": ``observe`` returns None and the
+``{{interval}}`` (the window, e.g. ``10s``). Request and error counts come from the counters
+``http_requests_total`` read at the window's start and at its end (exact, where ``increase()`` over
+adjacent windows loses the step between them and extrapolates); latency likewise from
+``http_request_duration_seconds_bucket`` by ``le``, so the rank test sees a real histogram. A plan
+may set its own ``requests`` (with ``error_rate``) and ``p95``/``p99`` queries instead; when no
+histogram answers, the p95 (and p99) query gives quantiles. An empty answer is "no data": ``observe`` returns None and the
 gate is inconclusive, never a pass. Timeouts and 5xx answers are retried with a short backoff.
 """
 
@@ -39,6 +41,25 @@ DEFAULT_QUERIES: dict[str, str] = {
     "p99": ('histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket'
             '{app="{{app}}",role="{{role}}"}[{{interval}}])))'),
 }
+
+
+# Raw counters, read at the window's start and end (exact counts without extrapolation).
+COUNTER_SELECTORS: dict[str, str] = {
+    "requests": 'http_requests_total{app="{{app}}",role="{{role}}"}',
+    "buckets": 'http_request_duration_seconds_bucket{app="{{app}}",role="{{role}}"}',
+}
+
+
+def series_deltas(start: list[Sample], end: list[Sample]) -> dict[frozenset[tuple[str, str]], float]:
+    """Per series (by labels), what a counter grew between two instants; a series absent at the start,
+    or lower at the end (a restart reset it), counts from zero."""
+    before = {frozenset(s.labels.items()): s.value for s in start}
+    out: dict[frozenset[tuple[str, str]], float] = {}
+    for sample in end:
+        key = frozenset(sample.labels.items())
+        first = before.get(key, 0.0)
+        out[key] = sample.value - first if sample.value >= first else sample.value
+    return out
 
 
 class QueryError(Exception):
@@ -156,20 +177,17 @@ class PrometheusProvider:
             return None
 
     def _observe(self, role: str, window: Window) -> Observation | None:
-        requests = self._scalar("requests", role, window)
-        if requests is None:
+        if self.settings.queries.requests:
+            counted = self._counts_from_queries(role, window)
+        else:
+            counted = self._counts_from_counters(role, window)
+        if counted is None:
             self.last_error = f"no data for role {role} in the window"
             return None
-        if self.settings.queries.error_rate:
-            rate = self._scalar("error_rate", role, window)
-            errors = round((rate or 0.0) * requests)
-        else:
-            errors = round(self._scalar("errors", role, window) or 0.0)
-        histogram = None
+        requests, errors, histogram = counted
         quantiles: dict[float, float] = {}
-        if not self.settings.queries.p95:
-            histogram = histogram_from_buckets(self.query(self._promql("buckets", role, window), window.end))
-        if histogram is None:
+        if histogram is None or self.settings.queries.p95:
+            histogram = None if self.settings.queries.p95 else histogram
             p95 = self._scalar("p95", role, window)
             if p95 is not None:
                 quantiles[0.95] = p95
@@ -182,8 +200,47 @@ class PrometheusProvider:
         if source is not None and source.query:
             saturation = self._scalar_query(source.query, role, window)
         self.last_error = None
-        return Observation(role=role, window=window, requests=round(requests), errors=min(errors, round(requests)),
+        return Observation(role=role, window=window, requests=requests, errors=min(errors, requests),
                            histogram=histogram, quantiles=quantiles, saturation=saturation, source="prometheus")
+
+    def _counts_from_counters(self, role: str, window: Window) -> tuple[int, int, Histogram | None] | None:
+        """Exact counts: the counters at the window's end minus the same series at its start (a series
+        absent at the start counts from zero; a reset counts from zero). ``increase()`` over the
+        window would lose the step between the last sample before the window and the first in it."""
+        selector = render(COUNTER_SELECTORS["requests"], app=self.plan.name, role=role, interval="")
+        end = self.query(selector, window.end)
+        if not end:
+            return None
+        per_series = series_deltas(self.query(selector, window.start), end)
+        requests = round(sum(per_series.values()))
+        errors = round(sum(v for labels, v in per_series.items() if dict(labels).get("status", "").startswith("5")))
+        histogram = None
+        if not self.settings.queries.p95:
+            bucket_selector = render(COUNTER_SELECTORS["buckets"], app=self.plan.name, role=role, interval="")
+            bucket_end = self.query(bucket_selector, window.end)
+            if bucket_end:
+                by_le: dict[str, float] = {}
+                for labels, value in series_deltas(self.query(bucket_selector, window.start), bucket_end).items():
+                    le = dict(labels).get("le")
+                    if le is not None:
+                        by_le[le] = by_le.get(le, 0.0) + value
+                histogram = histogram_from_buckets([Sample({"le": le}, v) for le, v in by_le.items()])
+        return requests, errors, histogram
+
+    def _counts_from_queries(self, role: str, window: Window) -> tuple[int, int, Histogram | None] | None:
+        """The plan's own ``requests`` query (and ``error_rate``), evaluated at the window's end."""
+        requests = self._scalar("requests", role, window)
+        if requests is None:
+            return None
+        if self.settings.queries.error_rate:
+            rate = self._scalar("error_rate", role, window)
+            errors = round((rate or 0.0) * requests)
+        else:
+            errors = round(self._scalar("errors", role, window) or 0.0)
+        histogram = None
+        if not self.settings.queries.p95:
+            histogram = histogram_from_buckets(self.query(self._promql("buckets", role, window), window.end))
+        return round(requests), errors, histogram
 
     def _scalar_query(self, template: str, role: str, window: Window) -> float | None:
         promql = render(template, app=self.plan.name, role=role, interval=prom_duration(window.seconds))
@@ -201,7 +258,7 @@ class PrometheusProvider:
         """Problems with the plan's queries (Prometheus refuses them), for preflight. Empty when fine."""
         problems: list[str] = []
         window = Window(now - self.plan.analysis.interval, now)
-        keys = ["requests", "errors", "buckets", "p95"]
+        keys = ["requests", "errors", "buckets", "p95"] if self.settings.queries.requests else ["p95"]
         keys += [k for k in ("error_rate", "p99") if getattr(self.settings.queries, k)]
         for key in keys:
             try:

@@ -311,27 +311,41 @@ def prom_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromStack]:
                 requests.labels(app=app, role=role, status=status)
     exporter_port = free_port()
     server, _thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
-    tmp = tmp_path_factory.mktemp("prometheus")
+    process, url = start_prometheus(tmp_path_factory.mktemp("prometheus"), f"127.0.0.1:{exporter_port}")
+    stack = PromStack(url, requests, latency)
+    try:
+        stack.wait_scraped()
+        yield stack
+    finally:
+        stop_process(process)
+        server.shutdown()
+
+
+def start_prometheus(tmp: Path, target: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A private Prometheus (scrape interval 1 s) scraping ``target``'s /metrics as job sw_adapters."""
     config = tmp / "prometheus.yml"
     config.write_text("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
                       "scrape_configs:\n  - job_name: sw_adapters\n"
-                      f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n")
+                      f"    static_configs: [{{targets: ['{target}']}}]\n")
     port = free_port()
     process = subprocess.Popen([PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack = PromStack(f"http://127.0.0.1:{port}", requests, latency)
     try:
         wait_port(port, 30)
-        stack.wait_scraped()
-        yield stack
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        server.shutdown()
+    except RuntimeError:
+        stop_process(process)
+        raise
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @dataclass
