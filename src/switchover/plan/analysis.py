@@ -22,7 +22,11 @@ class Baseline(Strict):
     p95_ratio: float = Field(1.10, gt=0)
     error_alpha: float = Field(0.05, gt=0, lt=1, description="two-proportion test significance")
     rank_alpha: float = Field(0.05, gt=0, lt=1, description="Mann-Whitney significance")
+    tail_alpha: float = Field(0.05, gt=0, lt=1, description="significance of the p95 ratio's tail test")
     rank_effect: float = Field(0.6, gt=0.5, le=1, description="P(candidate slower) above this fails")
+    # Millisecond jitter between two processes (a cold connection pool, a busy core) is not a
+    # regression: latency differences below this never fail the ratio or the rank gate.
+    latency_floor_ms: float = Field(5.0, ge=0, description="latency differences below this never fail")
 
 
 class Analysis(Strict):
@@ -34,6 +38,7 @@ class Analysis(Strict):
     inconclusive_limit: int = Field(6, ge=1)
     on_inconclusive: Literal["pause", "rollback"] = "pause"
     saturation_windows: int = Field(3, ge=2, description="windows of growth that fail the trend gate")
+    saturation_growth: float = Field(0.05, ge=0, le=1, description="least total rise over those windows that fails")
 
 
 class SaturationSource(Strict):

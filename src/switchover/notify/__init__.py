@@ -1,0 +1,1 @@
+"""Notifications on step changes, rollbacks and the end of a run: Slack-compatible and generic webhooks."""

@@ -1,0 +1,101 @@
+"""Full runs against the real proxy: promotion under load, automatic rollback, readiness, bad plans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from switchover.demo.load import LoadGenerator
+from switchover.engine.controller import Controller, metrics_for
+from switchover.engine.store import StateStore
+from switchover.plan import load_plan
+from switchover.traffic.base import router_for
+
+from .conftest import cli, events, split, state, weights_moved
+
+
+def _controller(plan_path: Path) -> Controller:
+    plan = load_plan(plan_path)
+    return Controller(plan, StateStore(plan.state_url(), plan.base_dir()), router_for(plan), metrics_for(plan))
+
+
+@pytest.mark.slow
+def test_full_cutover_under_load_promotes_with_zero_failed_requests(make_stack) -> None:  # type: ignore[no-untyped-def]
+    s = make_stack()
+    load = LoadGenerator("127.0.0.1", s.ports["listen"], rate=250, duration=60, workers=4)
+    load.start()
+    try:
+        outcome = _controller(s.plan_path).run()
+    finally:
+        result = load.stop()
+    assert outcome == "promoted"
+    assert split(s) == (100, 0)  # the proxy keeps serving at 100% after the controller is gone
+    assert result.total > 1000 and result.total_failed == 0, result.failures[:5]
+    assert result.by_version.get("v2", 0) > 0 and result.by_version.get("v1", 0) > 0
+    evs = events(s)
+    assert weights_moved(evs) == [10, 50, 100]
+    assert [e.payload["outcome"] for e in evs if e.kind == "run_finished"] == ["promoted"]
+    assert any(e.kind == "gate_evaluated" and e.payload["outcome"] == "pass" for e in evs)
+
+
+@pytest.mark.slow
+def test_ten_percent_5xx_rolls_back_within_failure_limit_plus_one(make_stack, notifications, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    s = make_stack(v2_args=("--error-rate", "0.1"),
+                   steps="[{canary: {weight: 10, hold: 60s}}, {canary: {weight: 100, hold: 2s}}]")
+    load = LoadGenerator("127.0.0.1", s.ports["listen"], rate=300, duration=60, workers=4)
+    load.start()
+    try:
+        outcome = _controller(s.plan_path).run()
+    finally:
+        load.stop()
+    assert outcome == "rolled_back"
+    assert split(s) == (0, 0)
+    evs = events(s)
+    judged = [e for e in evs if e.kind == "gate_evaluated" and e.payload["weight"] == 10]
+    assert len(judged) <= 3 + 1
+    rollback = next(e for e in evs if e.kind == "rollback")
+    assert "error" in rollback.payload["reason"] and rollback.actor == "controller"
+    assert (tmp_path / "hook.log").read_text().count("rolled-back") == 1
+    # The notifier's URL carries a token: it never reaches the journal.
+    assert "SECRET-TOKEN-123" not in str([e.payload for e in evs])
+    events_sent = [b["event"] for b in notifications.bodies]
+    assert events_sent == ["step_entered", "rollback", "run_finished"]
+    assert "error" in notifications.bodies[1]["text"]
+    assert weights_moved(evs) == [10]
+
+
+def test_candidate_not_ready_moves_nothing(make_stack) -> None:  # type: ignore[no-untyped-def]
+    s = make_stack(ready="/not-there")
+    done = cli("run", str(s.plan_path))
+    assert done.returncode == 1, done.stderr
+    assert "not ready" in done.stderr and "/not-there" in done.stderr
+    assert split(s) == (0, 0)
+    evs = events(s)
+    assert weights_moved(evs) == [] and state(s).outcome == "aborted"
+
+
+def test_bad_plan_exits_2_naming_file_line_and_field(tmp_path: Path) -> None:
+    plan = tmp_path / "bad.yaml"
+    plan.write_text("name: x\nstable: {url: 'http://127.0.0.1:1'}\ncandidate: {url: 'http://127.0.0.1:2'}\n"
+                    "analysis:\n  intervall: 5s\nsteps:\n  - canary: {weight: 140}\n")
+    done = cli("run", str(plan))
+    assert done.returncode == 2
+    assert f"{plan}:5: analysis.intervall: unknown key" in done.stderr
+    assert f"{plan}:7: steps[0].canary.weight" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_unreachable_metrics_are_inconclusive_then_the_plans_action(make_stack) -> None:  # type: ignore[no-untyped-def]
+    s = make_stack(inconclusive_limit=2, on_inconclusive="rollback",
+                   steps="[{canary: {weight: 10, hold: 30s}}]")
+    plan = load_plan(s.plan_path)
+    dead = plan.model_copy(update={"traffic": plan.traffic.model_copy(update={"admin": "127.0.0.1:9"})})
+    controller = Controller(plan, StateStore(plan.state_url(), plan.base_dir()), router_for(plan), metrics_for(dead))
+    assert controller.run() == "rolled_back"
+    evs = events(s)
+    judged = [e.payload for e in evs if e.kind == "gate_evaluated"]
+    assert judged and all(p["outcome"] == "inconclusive" for p in judged)
+    assert "no data" in judged[0]["reason"]
+    assert "inconclusive_limit" in next(e for e in evs if e.kind == "rollback").payload["reason"]
+    assert split(s) == (0, 0)

@@ -1,0 +1,1 @@
+"""Unit tests of the controller area: pure code (analysis, decision, journal fold)."""
