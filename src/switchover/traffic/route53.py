@@ -108,8 +108,12 @@ class Route53Router:
         if mirror_percent:
             raise UserError("traffic.driver route53 cannot mirror requests (DNS picks one answer per client); "
                             "set mirror to 0 and use `switchover parity replay` for the shadow check")
-        self._call("change_resource_record_sets", self.client.change_resource_record_sets,
-                   HostedZoneId=self.settings.zone_id, ChangeBatch=self.change_batch(weight))
+        answer = self._call("change_resource_record_sets", self.client.change_resource_record_sets,
+                            HostedZoneId=self.settings.zone_id, ChangeBatch=self.change_batch(weight))
+        # The weight is in effect on Route 53's servers once the change is INSYNC (usually seconds).
+        waiter = self.client.get_waiter("resource_record_sets_changed")
+        self._call("waiting for the change to be INSYNC", waiter.wait, Id=answer["ChangeInfo"]["Id"],
+                   WaiterConfig={"Delay": 2, "MaxAttempts": 60})
 
     def get_routes(self) -> tuple[int, int]:
         records = self._records()

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,51 +179,3 @@ def test_cli_table_json_and_exit_codes(tmp_path: Path, services: tuple[Service, 
     missing = subprocess.run([SWITCHOVER, "preflight", str(tmp_path / "nope.yaml")], capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode == 2 and "no such plan file" in missing.stderr
-
-
-class _Ctx:
-    """The part of the controller's StepContext the preflight step uses (the controller is another area)."""
-
-    def __init__(self, plan: Plan, store: StateStore) -> None:
-        from switchover.traffic.base import router_for
-
-        self.plan, self.store, self.run_id, self.step_index = plan, store, "run-1", 0
-        self.router = router_for(plan)
-        self.metrics = None
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.lines: list[str] = []
-
-    def now(self) -> float:
-        return time.time()
-
-    def journal(self, kind: str, payload: dict[str, Any] | None = None) -> None:
-        self.events.append((kind, payload or {}))
-
-    def say(self, message: str) -> None:
-        self.lines.append(message)
-
-
-def test_preflight_step_inside_a_run(tmp_path: Path, services: tuple[Service, Service]) -> None:
-    from switchover.engine.steps.base import StepStatus, step_class
-    from switchover.plan.steps import Preflight
-
-    stable, candidate = services
-    plan = load_plan(write_plan(tmp_path, stable, candidate))
-    store = StateStore(plan.state_url())
-    try:
-        assert store.acquire_lock(plan.name, "controller") is None  # the run holds its lock
-        cls = step_class("preflight")
-        assert cls is not None
-        ctx = _Ctx(plan, store)
-        # the builtin provider belongs to the proxy area; skip its check here
-        result = cls(Preflight(skip=["metrics"])).run(ctx)  # type: ignore[arg-type]
-        assert result.status is StepStatus.DONE, result.reason
-        kinds = [k for k, _ in ctx.events]
-        assert kinds == ["weight_set", "preflight"]
-        assert ctx.events[1][1]["ok"] is True
-        assert store.lock_holder(plan.name) is not None  # the run keeps its lock
-        candidate.routes[("GET", "/healthz/ready")] = lambda _h, _b: (503, {"Retry-After": "5"}, b"")
-        failed = cls(Preflight(skip=["metrics"])).run(ctx)  # type: ignore[arg-type]
-        assert failed.status is StepStatus.FAILED and "candidate.ready" in failed.reason
-    finally:
-        store.close()
