@@ -80,11 +80,11 @@ def analysis_templates(plan: Plan) -> list[dict[str, Any]]:
 
 def rollout(plan: Plan) -> tuple[dict[str, Any], list[str]]:
     steps, skipped = canary_steps(plan)
-    canary: dict[str, Any] = {
-        "analysis": {"templates": [{"templateName": t["metadata"]["name"]} for t in analysis_templates(plan)],
-                     "startingStep": 1},
-        "steps": steps,
-    }
+    analysis: dict[str, Any] = {"templates": [{"templateName": t["metadata"]["name"]} for t in analysis_templates(plan)]}
+    first_weight = next((i for i, s in enumerate(steps) if "setWeight" in s), None)
+    if first_weight:
+        analysis["startingStep"] = first_weight  # judged from the first weight on, as switchover does
+    canary: dict[str, Any] = {"analysis": analysis, "steps": steps}
     istio = plan.traffic.istio
     if plan.traffic.driver == "istio" and istio is not None:
         canary["trafficRouting"] = {"istio": {

@@ -198,7 +198,7 @@ class PrometheusProvider:
         saturation = None
         source = self.plan.metrics.saturation
         if source is not None and source.query:
-            saturation = self._scalar_query(source.query, role, window)
+            saturation = self.scalar_query(source.query, role, window)
         self.last_error = None
         return Observation(role=role, window=window, requests=requests, errors=min(errors, requests),
                            histogram=histogram, quantiles=quantiles, saturation=saturation, source="prometheus")
@@ -242,7 +242,8 @@ class PrometheusProvider:
             histogram = histogram_from_buckets(self.query(self._promql("buckets", role, window), window.end))
         return round(requests), errors, histogram
 
-    def _scalar_query(self, template: str, role: str, window: Window) -> float | None:
+    def scalar_query(self, template: str, role: str, window: Window) -> float | None:
+        """A templated query's value at the window's end (the largest sample); None when empty."""
         promql = render(template, app=self.plan.name, role=role, interval=prom_duration(window.seconds))
         samples = self.query(promql, window.end)
         return max(s.value for s in samples) if samples else None
@@ -270,7 +271,7 @@ class PrometheusProvider:
         source = self.plan.metrics.saturation
         if source is not None and source.query:
             try:
-                self._scalar_query(source.query, "canary", window)
+                self.scalar_query(source.query, "canary", window)
             except QueryError as exc:
                 problems.append(f"metrics.saturation.query: {exc}")
             except ConnectionError as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -206,10 +207,21 @@ class NginxRouter:
         return routes.weight, routes.mirror_percent
 
     def is_online(self) -> bool:
-        """nginx accepts the configuration now (``nginx -t``)."""
+        """nginx accepts the configuration (``nginx -t``) and the rendered server accepts connections
+        (once the file exists: before the first ``sync`` nothing listens there yet)."""
         try:
             _run(self.settings.test, self.settings.timeout, "nginx -t")
         except UserError:
+            return False
+        if not self.path.exists():
+            return True
+        host, _, port = (self.settings.listen or self.plan.traffic.listen).rpartition(":")
+        host = host.strip("[]")
+        if host in ("", "0.0.0.0", "*", "::"):
+            host = "127.0.0.1"
+        try:
+            socket.create_connection((host, int(port)), timeout=3).close()
+        except (OSError, ValueError):
             return False
         return True
 

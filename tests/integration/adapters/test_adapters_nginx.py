@@ -175,3 +175,11 @@ def test_mirror_sends_a_sample_of_copies(nginx: Nginx, services: tuple[Service, 
     finally:
         shadow.server.shutdown()
         shadow.server.server_close()
+
+
+def test_stopped_nginx_is_offline(nginx: Nginx, services: tuple[Service, Service]) -> None:
+    stable, candidate = services
+    router = started(nginx, nginx_plan(nginx, stable, candidate))
+    assert router.is_online()
+    nginx.stop()
+    assert not router.is_online()  # the configuration is still valid, but nothing serves it

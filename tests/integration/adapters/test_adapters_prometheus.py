@@ -128,3 +128,15 @@ def test_prometheus_scraping_the_builtin_proxy(tmp_path, services: tuple[Service
     finally:
         stop_process(prom)
         proxy.stop()
+
+
+def test_saturation_query_for_any_provider(prom_stack: PromStack) -> None:
+    from switchover.metrics.saturation_promql import read_saturation_query
+
+    plan = prom_plan(prom_stack.url, saturation={"query": 'max(up{job="sw_adapters"}) * 0.25'})
+    plan = plan.model_copy(update={"metrics": plan.metrics.model_copy(update={"provider": "builtin"})})
+    assert read_saturation_query(plan, "canary", Window(time.time() - 10, time.time())) == pytest.approx(0.25)
+    over = prom_plan(prom_stack.url, saturation={"query": 'max(up{job="sw_adapters"}) * 3'})
+    assert read_saturation_query(over, "canary", Window(time.time() - 10, time.time())) is None  # not a 0-1 share
+    gone = prom_plan(f"http://127.0.0.1:{free_port()}", saturation={"query": "vector(0.5)"})
+    assert read_saturation_query(gone, "canary", Window(time.time() - 10, time.time())) is None
