@@ -238,14 +238,15 @@ class NginxRouter:
         _atomic_write(self.path, text.encode())
         try:
             _run(self.settings.test, self.settings.timeout, "nginx configuration check")
+            _run(self.settings.reload, self.settings.timeout, "nginx reload")
         except UserError:
-            # nginx keeps serving the old configuration; put the old file back so both agree.
+            # nginx keeps serving the old configuration; put the old file back so that the file,
+            # which get_routes reads, says what nginx does.
             if previous is None:
                 self.path.unlink(missing_ok=True)
             else:
                 _atomic_write(self.path, previous)
             raise
-        _run(self.settings.reload, self.settings.timeout, "nginx reload")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -183,3 +183,6 @@ def test_stopped_nginx_is_offline(nginx: Nginx, services: tuple[Service, Service
     assert router.is_online()
     nginx.stop()
     assert not router.is_online()  # the configuration is still valid, but nothing serves it
+    with pytest.raises(UserError, match="nginx reload"):
+        router.set_routes(40, 0)
+    assert router.get_routes() == (0, 0)  # the file still says what nginx last loaded
