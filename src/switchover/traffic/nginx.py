@@ -76,8 +76,18 @@ def render_config(plan: Plan, settings: NginxSettings, weight: int, mirror_perce
     key = _sticky_source(plan)
     scheme = "https" if plan.candidate.url.startswith("https") else "http"
     lines = [HEADER, f"# switchover: plan={plan.name} weight={weight} mirror={mirror_percent}", ""]
+    retry = plan.traffic.retry.enabled
+    ejection = plan.traffic.ejection
     for role, url in (("stable", plan.stable.url), ("candidate", plan.candidate.url)):
-        lines += [f"upstream {ident}_{role} {{", f"    server {_hostport(url)};"]
+        lines.append(f"upstream {ident}_{role} {{")
+        if role == "candidate" and retry:
+            # Passive ejection (max_fails/fail_timeout) and, as a backup, stable: an idempotent request
+            # that fails on the candidate is answered by stable (traffic.retry), as the proxy does.
+            lines += [f"    server {_hostport(url)} max_fails={ejection.consecutive_failures} "
+                      f"fail_timeout={max(1, round(ejection.base_time))}s;",
+                      f"    server {_hostport(plan.stable.url)} backup;"]
+        else:
+            lines.append(f"    server {_hostport(url)};")
         if settings.keepalive:
             lines.append(f"    keepalive {settings.keepalive};")
         lines += ["}", ""]
@@ -116,10 +126,12 @@ def render_config(plan: Plan, settings: NginxSettings, weight: int, mirror_perce
         "        proxy_set_header Connection \"\";",
         "        proxy_set_header Host $host;",
         "        proxy_set_header X-Request-Id $request_id;",
-        # An idempotent request that failed on the candidate is tried again on the other upstream only
-        # within the same upstream block; across blocks nginx cannot, so keep nginx's defaults here.
-        "    }",
     ]
+    if retry:
+        # nginx never retries non-idempotent methods (POST, PATCH) unless told to: writes are not repeated.
+        lines += ["        proxy_next_upstream error timeout http_502 http_503 http_504;",
+                  "        proxy_next_upstream_tries 2;"]
+    lines.append("    }")
     if settings.mirror_url:
         mirror = settings.mirror_url.rstrip("/")
         lines += [

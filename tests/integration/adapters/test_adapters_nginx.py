@@ -186,3 +186,22 @@ def test_stopped_nginx_is_offline(nginx: Nginx, services: tuple[Service, Service
     with pytest.raises(UserError, match="nginx reload"):
         router.set_routes(40, 0)
     assert router.get_routes() == (0, 0)  # the file still says what nginx last loaded
+
+
+def test_idempotent_requests_failing_on_the_candidate_are_answered_by_stable(
+        nginx: Nginx, services: tuple[Service, Service]) -> None:
+    stable, candidate = services
+    candidate.routes[("GET", "/flaky")] = lambda _h, _b: (503, {}, b"overloaded")
+    candidate.routes[("POST", "/flaky")] = lambda _h, _b: (503, {}, b"overloaded")
+    router = started(nginx, nginx_plan(nginx, stable, candidate))
+    router.set_routes(100, 0)
+    time.sleep(0.3)
+    with httpx.Client(timeout=5) as client:
+        post = client.post(f"http://127.0.0.1:{nginx.port}/flaky", content=b"{}")
+        gets = [client.get(f"http://127.0.0.1:{nginx.port}/flaky") for _ in range(20)]
+    assert post.status_code == 503  # a write is never repeated on stable
+    assert stable.hits.count("POST /flaky") == 0
+    assert {g.status_code for g in gets} == {200}
+    assert {g.json()["service"] for g in gets} == {"stable"}
+    # after max_fails (ejection.consecutive_failures) the candidate is ejected: stable answers directly
+    assert candidate.hits.count("GET /flaky") == 5

@@ -36,7 +36,8 @@ def test_nginx_sticky_key_and_candidate_listed_first() -> None:
     split = text.split("$switchover_orders_upstream {")[1].split("}")[0]
     # the candidate range comes first, so raising the weight only moves users to the candidate
     assert split.split(";")[0].strip() == "10% switchover_orders_candidate"
-    assert "server 127.0.0.1:8082;" in text and "listen 127.0.0.1:8080;" in text
+    assert "server 127.0.0.1:8082 max_fails=5 fail_timeout=30s;" in text and "listen 127.0.0.1:8080;" in text
+    assert "server 127.0.0.1:8081 backup;" in text  # traffic.retry: stable answers what failed on the candidate
 
 
 def test_nginx_hand_edits_and_foreign_files_are_refused() -> None:
