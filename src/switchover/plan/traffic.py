@@ -56,7 +56,8 @@ class NginxRouter(Strict):
     test: list[str] = Field(["nginx", "-t"], min_length=1, description="argv, no shell")
     listen: str | None = Field(None, description="the rendered server's listen; default traffic.listen")
     server_name: str = "_"
-    mirror_url: str | None = Field(None, description="where mirrored copies go: `switchover parity serve`")
+    mirror_url: str | None = Field(None, description="where mirrored copies go (`switchover parity serve`); "
+                                   "default parity.listen when the plan has it")
     keepalive: int = Field(32, ge=0, description="idle upstream connections kept per worker")
     timeout: Duration = Field(30.0, description="for the test and reload commands")
 

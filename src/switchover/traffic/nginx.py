@@ -64,11 +64,21 @@ def _percent(value: int) -> str:
     return f"{value}%"
 
 
+def mirror_target(plan: Plan, settings: NginxSettings) -> str | None:
+    """Where copies go: ``traffic.nginx.mirror_url``, else ``parity.listen`` (`switchover parity serve`)
+    when the plan has one."""
+    if settings.mirror_url:
+        return settings.mirror_url
+    listen = getattr(plan.parity, "listen", None)
+    return f"http://{listen}" if isinstance(listen, str) and listen else None
+
+
 def render_config(plan: Plan, settings: NginxSettings, weight: int, mirror_percent: int) -> str:
     """The whole file for (weight, mirror_percent). Pure: the same inputs give the same bytes."""
     clamp_percent(weight, "weight")
     clamp_percent(mirror_percent, "mirror_percent")
-    if mirror_percent and not settings.mirror_url:
+    mirror_url = mirror_target(plan, settings)
+    if mirror_percent and not mirror_url:
         raise UserError("traffic.nginx.mirror_url: set where mirrored copies go "
                         "(the address of `switchover parity serve`) before mirroring with nginx")
     ident = _ident(plan.name)
@@ -118,7 +128,7 @@ def render_config(plan: Plan, settings: NginxSettings, weight: int, mirror_perce
         f"    server_name {settings.server_name};",
         "    location / {",
     ]
-    if settings.mirror_url:
+    if mirror_url:
         lines += [f"        mirror /_{ident}_mirror;", "        mirror_request_body on;"]
     lines += [
         f"        proxy_pass {scheme}://${ident}_upstream;",
@@ -132,8 +142,8 @@ def render_config(plan: Plan, settings: NginxSettings, weight: int, mirror_perce
         lines += ["        proxy_next_upstream error timeout http_502 http_503 http_504;",
                   "        proxy_next_upstream_tries 2;"]
     lines.append("    }")
-    if settings.mirror_url:
-        mirror = settings.mirror_url.rstrip("/")
+    if mirror_url:
+        mirror = mirror_url.rstrip("/")
         lines += [
             f"    location = /_{ident}_mirror {{",
             "        internal;",

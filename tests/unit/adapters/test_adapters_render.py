@@ -50,11 +50,12 @@ def test_nginx_hand_edits_and_foreign_files_are_refused() -> None:
         parse_routes("server { listen 80; }", "orders")
 
 
-def test_nginx_mirror_needs_a_target() -> None:
-    plan = make_plan(traffic={"driver": "nginx", "nginx": {}})
+def test_nginx_mirrors_to_parity_serve_by_default() -> None:
+    plan = make_plan(traffic={"driver": "nginx", "nginx": {}}, parity={"listen": "127.0.0.1:9955"})
     assert plan.traffic.nginx is not None
-    with pytest.raises(UserError, match="mirror_url"):
-        render_config(plan, plan.traffic.nginx, 0, 20)
+    text = render_config(plan, plan.traffic.nginx, 0, 20)
+    assert "proxy_pass http://127.0.0.1:9955$request_uri;" in text
+    assert "20% 1;" in text
 
 
 @given(st.integers(0, 100))
