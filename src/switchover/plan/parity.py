@@ -1,26 +1,56 @@
-"""`parity:` how candidate answers are compared with stable's."""
+"""`parity:` how candidate answers are compared with stable's (docs/parity.md)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+import re
 
-from switchover.plan.common import Strict
+from pydantic import Field, field_validator
+
+from switchover.plan.common import HostPort, Strict
+
+# Kept here (not imported from switchover.parity) so that the plan depends on nothing else.
+_PATH = re.compile(r"""^\$(\.\.?([A-Za-z_$][\w$-]*|\*)|\[(\*|\d+)\]|\[['"][^'"]*['"]\])*$""")
 
 
 class Parity(Strict):
-    ignore: list[str] = []
-    unordered: list[str] = []
+    ignore: list[str] = Field([], description="JSON paths never compared, e.g. $.generated_at, $.items[*].etag")
+    unordered: list[str] = Field([], description="arrays compared as multisets, e.g. $.items")
     headers: list[str] = Field(["content-type"], description="response headers compared")
     ignore_headers: list[str] = ["date", "server", "x-request-id"]
-    float_tolerance: float = 0.0
-    int_float_equal: bool = True
+    float_tolerance: float = Field(0.0, ge=0, description="numbers this close (relative, absolute below 1) are equal")
+    int_float_equal: bool = Field(True, description="1.0 == 1")
     endpoints: list[str] = Field([], description="explicit path templates, e.g. /orders/{id}")
-    stable_secondary: str | None = None
-    learn_noise: float = Field(0.0, ge=0, le=1, description="share of requests sent to stable twice")
-    noise_relative: float = Field(2.0, ge=1)
-    noise_absolute: float = Field(0.001, ge=0)
-    mirror_writes: bool = False
-    samples: int = Field(20, ge=0)
-    redact_fields: list[str] = []
-    store: str | None = None
-    listen: str = "127.0.0.1:9903"
+    stable_secondary: str | None = Field(None, description="a second stable instance: what differs between the two is noise")
+    learn_noise: float = Field(0.0, ge=0, le=1, description="share of requests sent to stable twice to learn noise")
+    noise_relative: float = Field(2.0, ge=1, description="a regression's rate exceeds noise rate x this")
+    noise_absolute: float = Field(0.0, ge=0, le=1, description="... and exceeds the noise rate by at least this")
+    mirror_writes: bool = Field(False, description="also compare POST/PUT/PATCH/DELETE (they reach the candidate!)")
+    samples: int = Field(20, ge=0, description="last N differing answers kept per endpoint, both bodies")
+    redact_fields: list[str] = Field([], description="body fields and headers masked in stored samples")
+    store: str | None = Field(None, description="mismatch store (SQLite file); default .switchover/<name>-parity.db")
+    listen: HostPort = Field("127.0.0.1:9903", description="where `parity serve` takes mirrored copies")
+    queue: int = Field(10000, ge=1, description="pairs waiting for a diff; beyond it copies are dropped and counted")
+    concurrency: int = Field(16, ge=1, description="upstream calls in flight for `parity serve`")
+
+    @field_validator("ignore", "unordered")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not _PATH.match(path):
+                raise ValueError(f"{path!r} is not a JSON path like $.generated_at or $.items[*].etag")
+        return value
+
+    @field_validator("endpoints")
+    @classmethod
+    def _templates(cls, value: list[str]) -> list[str]:
+        for tpl in value:
+            if not tpl.startswith("/"):
+                raise ValueError(f"{tpl!r}: an endpoint template starts with / (e.g. /orders/{{id}})")
+        return value
+
+    @field_validator("stable_secondary")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/") if value else value

@@ -1,0 +1,171 @@
+"""Proxy throughput with mirror 20% + diff against mirror off, as a ratio in one run.
+
+    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2]
+
+Stable and candidate are our own nginx (static JSON answers of ``--kb`` KB that differ in a
+timestamp, ignored, and one field), the built-in proxy runs with ``--plan`` so that its parity sink
+diffs every mirrored pair, and wrk drives users. Rounds alternate mirror 0% and 20% (set through
+the admin API) and the medians are compared. A second proxy without a plan (mirror 20%, no diff)
+separates what the copies cost from what the diff costs. Target: mirror 20% + diff keeps at least
+85% of the throughput with mirror off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from switchover.demo.runner import Processes, free_port, wait_http
+
+NGINX = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body;
+  proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fastcgi;
+  uwsgi_temp_path {tmp}/uwsgi;
+  scgi_temp_path {tmp}/scgi;
+  server {{ listen 127.0.0.1:{stable}; root {tmp}/stable; default_type application/json;
+           location / {{ try_files /order.json =404; }} }}
+  server {{ listen 127.0.0.1:{candidate}; root {tmp}/candidate; default_type application/json;
+           location / {{ try_files /order.json =404; }} }}
+}}
+"""
+
+
+def order(kb: int, generated_at: str, total: int) -> bytes:
+    items = []
+    doc = {"id": 1, "status": "paid", "total_cents": total, "generated_at": generated_at, "items": items}
+    while len(json.dumps(doc)) < kb * 1024:
+        i = len(items)
+        items.append({"sku": f"SKU-{i:05d}", "name": f"Item number {i}", "qty": 1 + i % 3, "price_cents": 199 + i})
+    return json.dumps(doc).encode()
+
+
+def wrk(url: str, seconds: float, connections: int) -> float:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url], capture_output=True, text=True,
+                         timeout=seconds + 30).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise SystemExit(f"wrk gave no rate:\n{out}")
+    return float(match.group(1))
+
+
+def _cpu_seconds(pid: int) -> dict[str, float]:
+    """User+system CPU seconds of the proxy and of its children (the parity worker), from /proc."""
+    tick = float(os.sysconf("SC_CLK_TCK"))
+
+    def one(p: int) -> float:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    out = {"proxy": one(pid)}
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    for i, child in enumerate(children.read_text().split() if children.exists() else []):
+        out[f"child{i}"] = one(int(child))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0, help="per wrk run")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--kb", type=int, default=2, help="size of the JSON answers")
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sw-parity-bench-") as tmp_name, \
+            open(Path(tmp_name) / "processes.log", "ab") as log:
+        tmp = Path(tmp_name)
+        procs = Processes(log)  # type: ignore[arg-type]
+        try:
+            ports = {k: free_port() for k in ("stable", "candidate", "listen", "admin", "listen2", "admin2")}
+            for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "stable", "candidate"):
+                (tmp / sub).mkdir()
+            (tmp / "stable" / "order.json").write_bytes(order(args.kb, "2026-01-01T00:00:00Z", 1000))
+            (tmp / "candidate" / "order.json").write_bytes(order(args.kb, "2026-01-01T00:00:01Z", 1001))
+            (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, **ports))
+            nginx = procs.start(["/usr/sbin/nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e",
+                                 str(tmp / "error.log")])
+            stable, candidate = f"http://127.0.0.1:{ports['stable']}", f"http://127.0.0.1:{ports['candidate']}"
+            wait_http(stable + "/", 10, nginx)
+            plan = tmp / "plan.yaml"
+            plan.write_text(f"""name: sw_parity_bench
+stable: {{url: "{stable}"}}
+candidate: {{url: "{candidate}"}}
+traffic: {{driver: proxy, listen: "127.0.0.1:{ports['listen']}", admin: "127.0.0.1:{ports['admin']}",
+          state_file: "{tmp}/split.json"}}
+parity: {{ignore: ["$.generated_at"]}}
+""")
+            py = sys.executable
+            with_diff = procs.start([py, "-m", "switchover", "proxy", "--plan", str(plan)])
+            no_diff = procs.start([py, "-m", "switchover", "proxy", "--stable", stable, "--candidate", candidate,
+                                   "--listen", f"127.0.0.1:{ports['listen2']}", "--admin",
+                                   f"127.0.0.1:{ports['admin2']}", "--mirror", "20",
+                                   "--state-file", str(tmp / "split2.json")])
+            admin = f"http://127.0.0.1:{ports['admin']}"
+            wait_http(admin + "/healthz", 20, with_diff)
+            wait_http(f"http://127.0.0.1:{ports['admin2']}/healthz", 20, no_diff)
+            url, url2 = f"http://127.0.0.1:{ports['listen']}/orders/1", f"http://127.0.0.1:{ports['listen2']}/orders/1"
+            wrk(url, 1, args.connections)  # warm up
+            off, on, copies = [], [], []
+            cpu_off = cpu_on = 0.0
+            worker_cpu = 0.0
+            for _ in range(args.rounds):
+                httpx.put(admin + "/api/v1/split", json={"mirror_percent": 0}).raise_for_status()
+                before = _cpu_seconds(with_diff.pid)
+                off.append(wrk(url, args.seconds, args.connections))
+                cpu_off += _cpu_seconds(with_diff.pid)["proxy"] - before["proxy"]
+                httpx.put(admin + "/api/v1/split", json={"mirror_percent": 20}).raise_for_status()
+                before = _cpu_seconds(with_diff.pid)
+                on.append(wrk(url, args.seconds, args.connections))
+                time.sleep(0.5)  # the worker finishes the round's pairs
+                after = _cpu_seconds(with_diff.pid)
+                cpu_on += after["proxy"] - before["proxy"]
+                worker_cpu += sum(v - before.get(k, 0.0) for k, v in after.items() if k != "proxy")
+                copies.append(wrk(url2, args.seconds, args.connections))
+            httpx.put(admin + "/api/v1/split", json={"mirror_percent": 0}).raise_for_status()
+            time.sleep(1.0)  # let the sink flush what it queued
+            parity = httpx.get(admin + "/api/v1/parity").json()
+        finally:
+            procs.stop()
+    m_off, m_on, m_copies = statistics.median(off), statistics.median(on), statistics.median(copies)
+    # Each round's 20% run against the same round's 0% run: the machine's load drifts between rounds.
+    r_on = statistics.median(b / a for a, b in zip(off, on, strict=True))
+    r_copies = statistics.median(b / a for a, b in zip(off, copies, strict=True))
+    print(f"answers: {args.kb} KB JSON; wrk -c{args.connections}, {args.rounds} rounds of {args.seconds:g}s, "
+          "medians (ratios: median of per-round ratios)")
+    print(f"mirror off              {m_off:9.0f} req/s   1.00")
+    print(f"mirror 20% + diff       {m_on:9.0f} req/s   {r_on:.2f}   (target >= 0.85)")
+    print(f"mirror 20%, no diff     {m_copies:9.0f} req/s   {r_copies:.2f}   (second proxy, no plan)")
+    sink = parity.get("sink", {})
+    pairs = int(sink.get("submitted") or 0)
+    print(f"sink: {pairs} pairs submitted, {parity.get('compared')} compared, "
+          f"{sink.get('dropped')} dropped; fields: {[f['field'] for f in parity.get('top_fields', [])]}")
+    served_off = sum(off) * args.seconds
+    served_on = sum(on) * args.seconds
+    proxy_us = 1e6 * cpu_off / served_off
+    proxy_on_us = 1e6 * cpu_on / served_on
+    diff_us = 1e6 * worker_cpu / pairs if pairs else float("nan")
+    print(f"CPU per user request: proxy {proxy_us:.0f} us (mirror off), {proxy_on_us:.0f} us (mirror 20%, "
+          f"copies + hand-over); diff worker {diff_us:.0f} us per pair = {0.2 * diff_us:.0f} us per user request")
+    print(f"CPU-bound estimate of the throughput kept at mirror 20% + diff: "
+          f"{proxy_us / (proxy_on_us + 0.2 * diff_us):.2f}")
+
+if __name__ == "__main__":
+    main()
