@@ -92,17 +92,17 @@ def _is_ip(host: str) -> bool:
 # ---------------------------------------------------------------- the checks
 
 
-def _probe(name: str, url: str, timeout: float) -> list[Check]:
+def _probe(name: str, url: str, timeout: float, bad: str) -> list[Check]:
     safe = secrets.redact_url(url)
     try:
         answer = httpx.get(url, timeout=timeout, follow_redirects=False)
     except httpx.HTTPError as exc:
-        return [Check(name, Status.FAIL, f"GET {safe}: {type(exc).__name__}: {exc}")]
+        return [Check(name, Status.FAIL, f"{bad}: GET {safe}: {type(exc).__name__}: {exc}")]
     checks = []
     if 200 <= answer.status_code < 300:
         checks.append(Check(name, Status.PASS, f"GET {safe} -> {answer.status_code}"))
     else:
-        checks.append(Check(name, Status.FAIL, f"GET {safe} -> {answer.status_code}"))
+        checks.append(Check(name, Status.FAIL, f"{bad}: GET {safe} -> {answer.status_code}"))
     if answer.status_code == 503 and "retry-after" not in answer.headers:
         checks.append(Check("timeouts.retry_after", Status.WARN,
                             f"{safe} answered 503 without Retry-After: clients retry at once and pile up"))
@@ -110,11 +110,12 @@ def _probe(name: str, url: str, timeout: float) -> list[Check]:
 
 
 def _readiness(plan: Plan, timeout: float) -> list[Check]:
-    return _probe("candidate.ready", plan.candidate.url + plan.candidate.ready, timeout)
+    return _probe("candidate.ready", plan.candidate.url + plan.candidate.ready, timeout, "candidate not ready")
 
 
 def _stable(plan: Plan, timeout: float) -> list[Check]:
-    return _probe("stable.healthy", plan.stable.url + (plan.stable.health or plan.stable.ready), timeout)
+    return _probe("stable.healthy", plan.stable.url + (plan.stable.health or plan.stable.ready), timeout,
+                  "stable not healthy")
 
 
 def _metrics(plan: Plan, metrics: MetricsProvider | None, now: float) -> list[Check]:
