@@ -2,7 +2,7 @@
 key, split_clients, two upstreams, mirror sampling) against a plain `proxy_pass` to one upstream
 (the reference), both in the same private nginx, measured with wrk in the same run, alternating.
 
-    .venv/bin/python benchmarks/adapters/nginx_split.py [--seconds 3] [--rounds 3]
+    .venv/bin/python benchmarks/adapters/nginx_split.py [--seconds 3] [--rounds 3] [--mirror 10]
 
 Prints each round and the median ratio (switchover / reference); 1.00 means no cost.
 """
@@ -61,16 +61,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mirror", type=int, default=0, help="also mirror this percentage (to a 204 server)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="sw_adapters_bench_"))
     up_a, up_b, split_port, ref_port = free_port(), free_port(), free_port(), free_port()
     plan = plan_from_dict({"name": "bench", "stable": {"url": f"http://127.0.0.1:{up_a}"},
                            "candidate": {"url": f"http://127.0.0.1:{up_b}"},
                            "traffic": {"listen": f"127.0.0.1:{split_port}", "sticky": {"header": "X-User-Id"},
-                                       "nginx": {"mirror_url": f"http://127.0.0.1:{up_a}"}}})
+                                       "nginx": {"mirror_url": f"http://127.0.0.1:{up_a}/copy"}}})
     assert plan.traffic.nginx is not None
     include = tmp / "switchover.conf"
-    include.write_text(render_config(plan, plan.traffic.nginx, 50, 0))
+    include.write_text(render_config(plan, plan.traffic.nginx, 50, args.mirror))
     user = "user root;\n" if os.geteuid() == 0 else ""
     temp = "".join(f"  {k}_temp_path {tmp}/{k};\n" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     (tmp / "logs").mkdir()
@@ -92,7 +93,8 @@ def main() -> None:
             ref = wrk(f"http://127.0.0.1:{ref_port}/", args.seconds, [])
             split = wrk(f"http://127.0.0.1:{split_port}/", args.seconds, ["X-User-Id: u-42"])
             ratios.append(split / ref)
-            print(f"round {n + 1}: reference {ref:,.0f} req/s, switchover split 50% {split:,.0f} req/s, "
+            print(f"round {n + 1}: reference {ref:,.0f} req/s, switchover split 50%, mirror {args.mirror}%: "
+                  f"{split:,.0f} req/s, "
                   f"ratio {split / ref:.2f}")
         print(f"median ratio switchover/reference: {statistics.median(ratios):.2f} "
               "(1.00 = the split configuration costs nothing)")

@@ -128,7 +128,8 @@ def render_config(plan: Plan, settings: NginxSettings, weight: int, mirror_perce
         f"    server_name {settings.server_name};",
         "    location / {",
     ]
-    if mirror_url:
+    if mirror_url and mirror_percent:
+        # Only while mirroring: each `mirror` costs a subrequest, even one that ends at once.
         lines += [f"        mirror /_{ident}_mirror;", "        mirror_request_body on;"]
     lines += [
         f"        proxy_pass {scheme}://${ident}_upstream;",
