@@ -50,36 +50,58 @@ class ProxyLimits(Strict):
 
 
 class NginxRouter(Strict):
-    """`traffic.nginx`: owned by the adapters issue."""
+    """`traffic.nginx`: switchover renders one file (upstreams, `split_clients`, a `server` with `mirror`)
+    that the user's nginx.conf includes inside `http {}`, checks it with `test`, then runs `reload`."""
 
     config_path: str = "/etc/nginx/conf.d/switchover.conf"
-    reload: list[str] = ["nginx", "-s", "reload"]
-    test: list[str] = ["nginx", "-t"]
+    reload: list[str] = Field(["nginx", "-s", "reload"], min_length=1, description="argv, no shell")
+    test: list[str] = Field(["nginx", "-t"], min_length=1, description="argv, no shell")
+    listen: str | None = Field(None, description="the rendered server's listen; default traffic.listen")
+    server_name: str = "_"
+    mirror_url: str | None = Field(None, description="where mirrored copies go (`switchover parity serve`); "
+                                   "default parity.listen when the plan has it")
+    keepalive: int = Field(32, ge=0, description="idle upstream connections kept per worker")
+    timeout: Duration = Field(30.0, description="for the test and reload commands")
 
 
 class IstioRouter(Strict):
+    """`traffic.istio`: a VirtualService and a DestinationRule, applied with server-side apply."""
+
     namespace: str = "default"
-    host: str
+    host: str = Field(description="the Kubernetes service both subsets sit behind, e.g. orders")
     stable_subset: str = "stable"
     candidate_subset: str = "candidate"
-    virtual_service: str | None = None
-    destination_rule: str | None = None
+    stable_labels: dict[str, str] = {"version": "v1"}
+    candidate_labels: dict[str, str] = {"version": "v2"}
+    virtual_service: str | None = Field(None, description="default: the plan's name")
+    destination_rule: str | None = Field(None, description="default: the plan's name")
+    gateways: list[str] = []
+    hosts: list[str] = Field([], description="VirtualService hosts; default [host]")
+    mirror_host: str | None = Field(None, description="mirror to this host (parity serve); default the candidate subset")
+    api_version: str = "v1beta1"
+    kubeconfig: str | None = None
+    context: str | None = None
 
 
 class Route53Router(Strict):
+    """`traffic.route53`: two weighted records (stable, candidate) of the same name."""
+
     zone_id: str
     record_name: str
     record_type: str = "A"
-    ttl: int = 60
+    ttl: int = Field(60, ge=0)
     stable_value: str
     candidate_value: str
+    stable_id: str | None = Field(None, description="set_identifier; default <plan>-stable")
+    candidate_id: str | None = Field(None, description="set_identifier; default <plan>-candidate")
     endpoint_url: str | None = None
     region: str = "us-east-1"
 
 
 class CommandRouter(Strict):
     set_weight: list[str] = Field(min_length=1, description="argv; {weight} and {mirror} are substituted")
-    get_weight: list[str] = Field(min_length=1, description="argv; prints the candidate weight")
+    get_weight: list[str] = Field(min_length=1, description="argv; prints the candidate weight [and mirror]")
+    online: list[str] | None = Field(None, description="argv; exit 0 when the router answers; default get_weight")
     timeout: Duration = 30.0
 
 

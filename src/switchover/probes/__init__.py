@@ -1,0 +1,1 @@
+"""Probes: preflight checks, DNS TTLs, synthetic user journeys (readiness lives in ``readiness``)."""
