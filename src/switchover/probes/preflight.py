@@ -168,13 +168,15 @@ def _router(plan: Plan, router: Router | None) -> list[Check]:
 
 
 def timeout_checks(client: float, server: float) -> list[Check]:
-    """Clients should wait longer than servers: a client that gives up first retries while the
-    server still works on the first attempt, and the retries pile up (a dogpile)."""
-    if client <= server:
+    """The checklist's failure mode: clients that give up later than servers (mobile SDKs at 10 s,
+    server at 5 s) get the server's timeout errors while they still have budget, and retry into a
+    slow backend, a retry dogpile. Aligned means the client gives up no later than the server."""
+    if client > server:
         return [Check("timeouts.alignment", Status.WARN,
-                      f"clients give up after {client:g}s, no later than the server's {server:g}s: clients retry "
-                      "while the server still works (retry dogpile); set timeouts.client above timeouts.server")]
-    return [Check("timeouts.alignment", Status.PASS, f"client {client:g}s > server {server:g}s")]
+                      f"clients give up after {client:g}s, later than the server's {server:g}s: they see the "
+                      "server's timeouts and retry within their budget (retry dogpile); align timeouts.client "
+                      "with timeouts.server and send Retry-After with 503s")]
+    return [Check("timeouts.alignment", Status.PASS, f"client {client:g}s <= server {server:g}s")]
 
 
 def _mine(holder: Any) -> bool:
@@ -201,10 +203,12 @@ def _rehearse(plan: Plan, router: Router | None, store: StateStore, journal: Jou
                           "and a rehearsal would move those users to stable")]
         active.set_routes(0, 0)
         if journal is not None:
-            journal("weight_set", {"weight": 0, "mirror_percent": 0, "reason": "rollback rehearsal"})
+            journal("weight_set", {"weight": 0, "mirror": 0, "reason": "rollback rehearsal"})
         back = active.get_routes()
         if mirror:
             active.set_routes(0, mirror)  # mirroring is invisible to users: put it back as it was
+            if journal is not None:
+                journal("weight_set", {"weight": 0, "mirror": mirror, "reason": "rollback rehearsal: mirror restored"})
         if back != (0, 0):
             return [Check(name, Status.FAIL, f"set weight 0, mirror 0 but the router reads back {back}")]
         return [Check(name, Status.PASS, f"weight 0 set through {plan.traffic.driver} and read back")]
@@ -246,7 +250,8 @@ def run_preflight(plan: Plan, *, router: Router | None, metrics: MetricsProvider
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         results = [f.result() for f in [pool.submit(job) for job in jobs]]
     checks = [c for group in results for c in group]
-    checks += timeout_checks(plan.timeouts.client, plan.timeouts.server)
+    if "timeouts" in plan.model_fields_set:  # only what the plan declares: defaults say nothing of clients
+        checks += timeout_checks(plan.timeouts.client, plan.timeouts.server)
     skip = skip or []
     if rehearse and not _skipped("rollback.rehearsal", skip):
         router_ok = not any(c.name == "router.online" and c.status is Status.FAIL for c in checks)

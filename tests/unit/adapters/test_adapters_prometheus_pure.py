@@ -50,9 +50,10 @@ def test_templates_and_durations() -> None:
 
 
 def test_timeout_alignment() -> None:
-    assert timeout_checks(10, 5)[0].status is Status.PASS
-    warn = timeout_checks(5, 5)[0]
-    assert warn.status is Status.WARN and "dogpile" in warn.reason
+    assert timeout_checks(10, 5)[0].status is Status.WARN
+    assert "dogpile" in timeout_checks(10, 5)[0].reason
+    assert timeout_checks(5, 5)[0].status is Status.PASS
+    assert timeout_checks(3, 5)[0].status is Status.PASS
 
 
 def test_hostnames_and_resolvers() -> None:
