@@ -140,8 +140,12 @@ def start_proxy(tmp_path: Path) -> Iterator[Callable[..., RunningProxy]]:
     yield start
     for proxy in running:
         if proxy.proc.poll() is None:
-            proxy.proc.kill()
-            proxy.proc.wait()
+            proxy.proc.send_signal(signal.SIGTERM)  # graceful: the parent of --workers stops its workers
+            try:
+                proxy.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proxy.proc.kill()
+                proxy.proc.wait()
 
 
 def write_plan(tmp: Path, stable: str, candidate: str, traffic: dict[str, Any]) -> Path:

@@ -6,8 +6,10 @@ import http.client
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.integration.proxy.conftest import Upstream
 
@@ -66,3 +68,41 @@ def test_workers_drain_on_sigterm(stable: Upstream, candidate: Upstream, start_p
     assert proxy.proc.wait(30) == 0
     assert answers == [200] * 4
     assert "drained, exiting" in proxy.output()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pids: list[int]) -> list[int]:
+    out = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":  # a zombie has exited (its parent, gone, cannot reap it; init will)
+            out.append(pid)
+    return out
+
+
+def test_workers_never_outlive_a_killed_parent(stable: Upstream, candidate: Upstream, start_proxy) -> None:
+    proxy = start_proxy(stable.url, candidate.url, "--workers", "2")
+    workers = _children(proxy.proc.pid)
+    assert len(workers) == 2
+    proxy.proc.kill()  # SIGKILL: no chance to stop its workers itself
+    proxy.proc.wait()
+    deadline = time.monotonic() + 20
+    while _running(workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running(workers) == []
+    with pytest.raises(httpx.ConnectError):  # nobody serves the port any more
+        httpx.get(proxy.url + "/")

@@ -12,7 +12,7 @@ from switchover.traffic.proxy.health import Ejection, RetryBudget
 from switchover.traffic.proxy.hooks import MirrorSink
 from switchover.traffic.proxy.mirror import Mirror
 from switchover.traffic.proxy.routing import Split, on_candidate, sticky_point
-from switchover.traffic.proxy.shared import SCALAR, Shared
+from switchover.traffic.proxy.shared import Shared
 from switchover.traffic.proxy.stats import ProxyStats
 from switchover.traffic.proxy.upstream import Pool
 
@@ -41,14 +41,13 @@ class Proxy:
         self.retry_budget = RetryBudget(config.retry.budget)
         self.ejection = Ejection(config.ejection.consecutive_failures, config.ejection.base_time)
         self.stats = ProxyStats(shared, worker)
-        base = shared.base(worker)
         limits = config.limits
         self.stable_pool = Pool(config.stable, config.ssl_context(config.stable), limits.connect_timeout,
-                                limits.max_in_flight, self.words, base + SCALAR["in_flight_stable"])
+                                limits.max_in_flight)
         self.canary_pool = Pool(config.candidate, config.ssl_context(config.candidate), limits.connect_timeout,
-                                limits.max_in_flight, self.words, base + SCALAR["in_flight_canary"])
+                                limits.max_in_flight)
         mirror_pool = Pool(config.candidate, config.ssl_context(config.candidate), limits.connect_timeout,
-                           limits.max_mirrors_in_flight, self.words, base + SCALAR["mirror_in_flight"])
+                           limits.max_mirrors_in_flight)
         self.mirror = Mirror(self, mirror_pool, sink, limits.body_copy_cap, limits.response_timeout)
         self.sink = sink
         self.conns: set[ClientConn] = set()
@@ -122,6 +121,14 @@ class Proxy:
         self.stable_pool.sweep(now)
         self.canary_pool.sweep(now)
         self.mirror.pool.sweep(now)
+        self.publish_in_flight()
+
+    def publish_in_flight(self) -> None:
+        """Gauges for the admin API, refreshed by each sweep (kept off the hot path)."""
+        stats = self.stats
+        stats.in_flight_stable = self.stable_pool.in_flight
+        stats.in_flight_canary = self.canary_pool.in_flight
+        stats.mirror_in_flight = self.mirror.pool.in_flight
 
     def busy(self) -> bool:
         return any(conn.queue or conn.parsing is not None or conn.head_started is not None for conn in self.conns)

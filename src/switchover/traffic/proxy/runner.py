@@ -45,7 +45,11 @@ def make_parity_sink(plan: Plan | None) -> MirrorSink | None:
         return None
     try:
         from switchover.parity.sink import make_sink  # type: ignore[import-not-found,unused-ignore]
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("switchover.parity", "switchover.parity.sink"):
+            # Parity is in this build but cannot load (a dependency missing): say so, keep serving users.
+            print(f"switchover proxy: parity diffing is off: {exc} (reinstall: pip install -e .)",
+                  file=sys.stderr, flush=True)
         return None
     sink: MirrorSink | None = make_sink(plan)
     return sink

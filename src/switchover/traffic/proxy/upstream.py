@@ -218,9 +218,7 @@ class Pool:
     """Keep-alive connections to one upstream, and the count of requests in flight to it."""
 
     def __init__(self, address: UpstreamAddress, ssl_context: ssl.SSLContext | None, connect_timeout: float,
-                 max_in_flight: int, words: memoryview, in_flight_index: int, max_idle: int = 256) -> None:
-        self._words = words  # requests in flight live in the shared counters, for the admin API
-        self._index = in_flight_index
+                 max_in_flight: int, max_idle: int = 256) -> None:
         self.address = address
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
@@ -228,15 +226,7 @@ class Pool:
         self.max_idle = max_idle
         self.idle: list[UpstreamConn] = []
         self.busy: set[UpstreamConn] = set()
-
-    @property
-    def in_flight(self) -> int:
-        value: int = self._words[self._index]
-        return value
-
-    @in_flight.setter
-    def in_flight(self, value: int) -> None:
-        self._words[self._index] = value
+        self.in_flight = 0  # a plain int on the hot path; published to the shared counters by the sweep
 
     def take(self) -> UpstreamConn | None:
         """The most recently used idle connection (LIFO keeps a few warm), unless it has idled too long."""

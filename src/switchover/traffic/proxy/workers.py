@@ -40,10 +40,12 @@ def serve_workers(config: ProxyConfig, split: Split) -> None:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     config = dataclasses.replace(config, listen=(host, reserve.getsockname()[1]))
     pids: list[int] = []
+    parent = os.getpid()
     for index in range(config.workers):
         pid = os.fork()
         if pid == 0:  # the worker
             reserve.close()
+            _follow_parent(parent)
             os._exit(_worker_process(config, shared, index))
         pids.append(pid)
     try:
@@ -54,6 +56,19 @@ def serve_workers(config: ProxyConfig, split: Split) -> None:
     finally:
         reserve.close()
     _run(_parent(config, split, shared, pids))
+
+
+def _follow_parent(parent: int) -> None:
+    """A worker drains and exits when its parent dies, even by SIGKILL: never an orphan holding the port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):  # not Linux: the parent's SIGTERM still stops the workers
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _worker_process(config: ProxyConfig, shared: Shared, index: int) -> int:

@@ -1,0 +1,1 @@
+"""Unit tests of the proxy area: pure code (routing, health, stats, state, configuration)."""
