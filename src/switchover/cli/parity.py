@@ -66,6 +66,10 @@ def _print(result: BudgetResult, as_json: bool, console: Console) -> None:
         table.add_row(ep.endpoint, str(ep.compared), str(ep.regressed), f"{ep.regression_rate:.3%}", fields)
     if result.endpoints:
         console.print(table)
+    for sample in (result.extra.get("samples") or [])[:3]:
+        shown = "; ".join(f"{d['where']} ({d['kind']}) {d['stable'] or '-'} -> {d['candidate'] or '-'}"
+                          for d in sample["differences"][:3])
+        console.print(f"e.g. {sample['method']} {sample['path']}: {shown}", highlight=False, markup=False)
     skipped = (result.extra.get("replay") or {}).get("writes_skipped")
     if skipped:
         console.print(f"{skipped} writes not replayed (parity.mirror_writes is false)")
