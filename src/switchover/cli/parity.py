@@ -32,6 +32,7 @@ from switchover.parity.recorded import load_requests
 from switchover.parity.report import DEFAULT_BUDGET, build_report, plan_budget
 from switchover.parity.store import MismatchStore, store_path
 from switchover.plan import Plan, load_plan, plan_from_dict
+from switchover.plan.parity import Parity
 from switchover.secrets import redact_url
 
 
@@ -65,6 +66,10 @@ def _print(result: BudgetResult, as_json: bool, console: Console) -> None:
         table.add_row(ep.endpoint, str(ep.compared), str(ep.regressed), f"{ep.regression_rate:.3%}", fields)
     if result.endpoints:
         console.print(table)
+    for sample in (result.extra.get("samples") or [])[:3]:
+        shown = "; ".join(f"{d['where']} ({d['kind']}) {d['stable'] or '-'} -> {d['candidate'] or '-'}"
+                          for d in sample["differences"][:3])
+        console.print(f"e.g. {sample['method']} {sample['path']}: {shown}", highlight=False, markup=False)
     skipped = (result.extra.get("replay") or {}).get("writes_skipped")
     if skipped:
         console.print(f"{skipped} writes not replayed (parity.mirror_writes is false)")
@@ -219,15 +224,14 @@ def report(
     """What the store holds: compared answers, regressions by field and endpoint; exit 1 over budget."""
     if (plan is None) == (store is None):
         raise UserError("give exactly one of --plan PLAN or --store PATH")
+    parity, limit, minimum = Parity(), DEFAULT_BUDGET, 1
     if plan is not None:
         loaded = load_plan(plan)
         parity, (limit, minimum) = loaded.parity, plan_budget(loaded)
         path = store_path(loaded)
     else:
-        from switchover.plan.parity import Parity
-
-        parity, limit, minimum, path = Parity(), DEFAULT_BUDGET, 1, store  # type: ignore[assignment]
-    assert path is not None
+        assert store is not None
+        path = store
     db = MismatchStore.open_existing(path)
     try:
         result = build_report(db, parity, limit if budget is None else budget, minimum, samples=samples)

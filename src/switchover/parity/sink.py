@@ -8,6 +8,7 @@ extra stable call is made from a small thread pool, never from the proxy's loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import random
@@ -42,6 +43,7 @@ class ParitySink:
         self.comparer = Comparer(plan.parity)
         self.store = store or MismatchStore.for_plan(plan)
         self.budget, self.min_compared = plan_budget(plan)
+        # A pair (and the noise answer) to diff; None tells the worker to stop.
         self._queue: queue.Queue[tuple[MirrorPair, Answer | None] | None] = queue.Queue(plan.parity.queue)
         self._lock = threading.Lock()
         self.submitted = 0
@@ -74,7 +76,7 @@ class ParitySink:
                 self._drop()
                 return
             fut = self._pool.submit(self._fetch_noise, pair)
-            fut.add_done_callback(lambda f, p=pair: self._noise_done(p, f))  # type: ignore[misc]
+            fut.add_done_callback(functools.partial(self._noise_done, pair))
             return
         self.submit_exchange(pair, None)
 
@@ -180,14 +182,15 @@ class ParitySink:
             try:
                 item = self._queue.get(timeout=_FLUSH_EVERY)
             except queue.Empty:
-                item = ()  # type: ignore[assignment]
-            if item is None:
-                done = True
-            elif item:
-                try:
-                    batch.append(self._compare(*item))
-                except Exception:  # one odd answer must not stop parity for everyone
-                    log.exception("parity: diff failed for %s %s", item[0].method, item[0].path)
+                pass  # nothing new: maybe time to flush
+            else:
+                if item is None:
+                    done = True
+                else:
+                    try:
+                        batch.append(self._compare(*item))
+                    except Exception:  # one odd answer must not stop parity for everyone
+                        log.exception("parity: diff failed for %s %s", item[0].method, item[0].path)
             now = time.monotonic()
             due = done or now - last >= _FLUSH_EVERY
             if (batch and (due or len(batch) >= _BATCH)) or (self._unsaved_dropped and due):

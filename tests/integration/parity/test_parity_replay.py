@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tests.integration.parity.conftest import cli, write_plan, write_requests
@@ -42,6 +43,9 @@ def test_one_field_changed_in_one_percent_is_found_at_about_one_percent(services
     human = cli("parity", "report", "--plan", str(plan))
     assert human.returncode == 1
     assert "GET /orders/{id}" in human.stdout and "$.total_cents" in human.stdout and "fail" in human.stdout
+    # A recent sample, with both values: e.g. GET /orders/907: $.total_cents (changed) 1907 -> 1908
+    assert re.search(r"e\.g\. GET /orders/(?P<d>\d)07: \$\.total_cents \(changed\) 1(?P=d)07 -> 1(?P=d)08",
+                     human.stdout), human.stdout
 
 
 def test_identical_candidate_passes_and_copies_carry_the_shadow_header(services, tmp_path) -> None:
