@@ -260,9 +260,10 @@ class _Side:
         self.key_sql = [d.quote(c.name) for c in key]
         self.col_sql = [d.quote(c.name) for c in cols]
         self.canon_sql = [d.canon(d.quote(c.name), c.type, cn) for c, cn in zip(cols, canons, strict=True)]
-        encoded = [d.encoded(expr, cn.kind) for expr, cn in zip(self.canon_sql, canons, strict=True)]
-        self.key_text = d.concat(encoded[: len(key)])
-        self.row_hash = d.hash60(d.concat(encoded))
+        # a column declared NOT NULL on this side needs no NULL token: its text is the same
+        pieces = [d.pieces(expr, cn.kind, c.nullable) for expr, cn, c in zip(self.canon_sql, canons, cols, strict=True)]
+        self.key_text = d.concat([p for part in pieces[: len(key)] for p in part])
+        self.row_hash = d.hash60(d.concat([p for part in pieces for p in part]))
         self.where = f"({where})" if where else None
 
     def filtered(self, *conds: str) -> str:
