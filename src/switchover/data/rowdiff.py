@@ -319,11 +319,13 @@ def diff_tables(src: DbUrl, dst: DbUrl, table: TableSpec, *, options: DiffOption
             _plan_sides(a, b, key, columns, table.where, opts)
             _check_null_keys(pool, a, b, key)
             _both(pool, lambda: a.begin(opts.workers), lambda: b.begin(opts.workers))
+            est = _estimate_rows(pool, a, b)
             ranged = _range_key(a, b, key)
-            if ranged:
-                src_keys, dst_keys, counts = _diff_ranges(pool, a, b, opts, prog)
-            else:
-                src_keys, dst_keys, counts = _diff_hashed(pool, a, b, opts, prog)
+            found = _diff_ranges(pool, a, b, opts, prog, est) if ranged else None
+            if found is None:  # not a single integer key, or a key span too wide for BIGINT arithmetic
+                ranged = False
+                found = _diff_hashed(pool, a, b, opts, prog, est)
+            src_keys, dst_keys, counts = found
             missing, extra, changed_keys = _compare_keys(src_keys, dst_keys)
             changed = _fetch_changes(pool, a, b, changed_keys, src_keys, dst_keys, columns, opts, prog)
         finally:
@@ -480,8 +482,25 @@ def _fetch_ranges(side: _Side, ranges: list[tuple[int, int]], into: KeyMap) -> N
         _collect(side, side.query(head + side.filtered(f"({cond})")), into)
 
 
-def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress,
-                 ) -> tuple[KeyMap, KeyMap, tuple[int, int]]:
+def _estimate_rows(pool: ThreadPoolExecutor, a: _Side, b: _Side) -> int:
+    """Rows to plan buckets for: the statistics, or a count when they look missing or stale (a table
+    never analyzed says 0; a count costs far less than a second hashing pass over a big table)."""
+    est = max(a.info.estimated_rows if a.info else 0, b.info.estimated_rows if b.info else 0)
+    if est >= 100_000:
+        return est
+    def count(side: _Side) -> int:
+        return int(side.query(f"SELECT count(*) FROM {side.table_sql}")[0][0])
+
+    rows_a, rows_b = _both(pool, partial(count, a), partial(count, b))
+    return max(1, est, rows_a, rows_b)
+
+
+# (key - low) must fit a signed BIGINT on every engine; wider key spans are bucketed by hash
+MAX_SPAN = 1 << 62
+
+
+def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress, est: int,
+                 ) -> tuple[KeyMap, KeyMap, tuple[int, int]] | None:
     def bounds(side: _Side) -> tuple[Any, ...]:
         k = side.key_sql[0]
         return side.query(f"SELECT min({k}), max({k}) FROM {side.table_sql}{side.filtered()}")[0]
@@ -493,7 +512,8 @@ def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions
     dst_keys: KeyMap = {}
     if not lows:
         return src_keys, dst_keys, (0, 0)
-    est = max(a.info.estimated_rows if a.info else 0, b.info.estimated_rows if b.info else 0, 1)
+    if max(highs) - min(lows) >= MAX_SPAN:
+        return None
     prog.start("checksum", 2 * est)
     chunks = max(1, min(8, est // 125_000))  # several queries only to show progress on big tables
     # (low, high, expected rows) ranges still to compare
@@ -538,9 +558,8 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------------------- hash scheme
 
 
-def _diff_hashed(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress,
+def _diff_hashed(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress, est: int,
                  ) -> tuple[KeyMap, KeyMap, tuple[int, int]]:
-    est = max(a.info.estimated_rows if a.info else 0, b.info.estimated_rows if b.info else 0, 1)
     nb = max(1, min(1 << 20, est // opts.bucket_rows))
     prog.start("checksum", 2 * est)
 
