@@ -318,8 +318,9 @@ def diff_tables(src: DbUrl, dst: DbUrl, table: TableSpec, *, options: DiffOption
             key, columns = _resolve_columns(table, info_a, info_b, a, b)
             _plan_sides(a, b, key, columns, table.where, opts)
             _check_null_keys(pool, a, b, key)
-            _both(pool, lambda: a.begin(opts.workers), lambda: b.begin(opts.workers))
             est = _estimate_rows(pool, a, b)
+            workers = opts.workers if est >= 2 * ROWS_PER_CHUNK else 1  # helpers only where chunks are run
+            _both(pool, lambda: a.begin(workers), lambda: b.begin(workers))
             ranged = _range_key(a, b, key)
             found = _diff_ranges(pool, a, b, opts, prog, est) if ranged else None
             if found is None:  # not a single integer key, or a key span too wide for BIGINT arithmetic
@@ -495,6 +496,8 @@ def _estimate_rows(pool: ThreadPoolExecutor, a: _Side, b: _Side) -> int:
     return max(1, est, rows_a, rows_b)
 
 
+ROWS_PER_CHUNK = 125_000
+
 # (key - low) must fit a signed BIGINT on every engine; wider key spans are bucketed by hash
 MAX_SPAN = 1 << 62
 
@@ -515,7 +518,8 @@ def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions
     if max(highs) - min(lows) >= MAX_SPAN:
         return None
     prog.start("checksum", 2 * est)
-    chunks = max(1, min(8, est // 125_000))  # several queries only to show progress on big tables
+    # big tables: key-range chunks, to show progress and to spread the pass over the helper connections
+    chunks = max(1, min(8, est // ROWS_PER_CHUNK))
     # (low, high, expected rows) ranges still to compare
     todo: list[tuple[int, int, int]] = [(min(lows), max(highs), est)]
     leaves: list[tuple[int, int]] = []
