@@ -218,6 +218,9 @@ class _Side:
         snapshot = None
         if self.url.engine == "postgresql":
             snapshot = self.query("SELECT pg_export_snapshot()")[0][0]
+            # the pass is already spread over our connections: parallel workers would only compete
+            with self.conn.cursor() as cur:
+                cur.execute("SET max_parallel_workers_per_gather = 0")
         for _ in range(workers - 1):
             helper = connect(self.url, autocommit=True)
             self.helpers.append(helper)
@@ -226,6 +229,7 @@ class _Side:
                 cur = helper.cursor()
                 cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cur.execute("SET max_parallel_workers_per_gather = 0")
                 cur.close()
             else:
                 self.dialect.begin_snapshot(helper)
