@@ -218,6 +218,9 @@ class _Side:
         snapshot = None
         if self.url.engine == "postgresql":
             snapshot = self.query("SELECT pg_export_snapshot()")[0][0]
+            # the pass is already spread over our connections: parallel workers would only compete
+            with self.conn.cursor() as cur:
+                cur.execute("SET max_parallel_workers_per_gather = 0")
         for _ in range(workers - 1):
             helper = connect(self.url, autocommit=True)
             self.helpers.append(helper)
@@ -226,6 +229,7 @@ class _Side:
                 cur = helper.cursor()
                 cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                cur.execute("SET max_parallel_workers_per_gather = 0")
                 cur.close()
             else:
                 self.dialect.begin_snapshot(helper)
@@ -260,9 +264,10 @@ class _Side:
         self.key_sql = [d.quote(c.name) for c in key]
         self.col_sql = [d.quote(c.name) for c in cols]
         self.canon_sql = [d.canon(d.quote(c.name), c.type, cn) for c, cn in zip(cols, canons, strict=True)]
-        encoded = [d.encoded(expr, cn.kind) for expr, cn in zip(self.canon_sql, canons, strict=True)]
-        self.key_text = d.concat(encoded[: len(key)])
-        self.row_hash = d.hash60(d.concat(encoded))
+        # a column declared NOT NULL on this side needs no NULL token: its text is the same
+        pieces = [d.pieces(expr, cn.kind, c.nullable) for expr, cn, c in zip(self.canon_sql, canons, cols, strict=True)]
+        self.key_text = d.concat([p for part in pieces[: len(key)] for p in part])
+        self.row_hash = d.hash60(d.concat([p for part in pieces for p in part]))
         self.where = f"({where})" if where else None
 
     def filtered(self, *conds: str) -> str:
@@ -317,12 +322,15 @@ def diff_tables(src: DbUrl, dst: DbUrl, table: TableSpec, *, options: DiffOption
             key, columns = _resolve_columns(table, info_a, info_b, a, b)
             _plan_sides(a, b, key, columns, table.where, opts)
             _check_null_keys(pool, a, b, key)
-            _both(pool, lambda: a.begin(opts.workers), lambda: b.begin(opts.workers))
+            est = _estimate_rows(pool, a, b)
+            workers = opts.workers if est >= 2 * ROWS_PER_CHUNK else 1  # helpers only where chunks are run
+            _both(pool, lambda: a.begin(workers), lambda: b.begin(workers))
             ranged = _range_key(a, b, key)
-            if ranged:
-                src_keys, dst_keys, counts = _diff_ranges(pool, a, b, opts, prog)
-            else:
-                src_keys, dst_keys, counts = _diff_hashed(pool, a, b, opts, prog)
+            found = _diff_ranges(pool, a, b, opts, prog, est) if ranged else None
+            if found is None:  # not a single integer key, or a key span too wide for BIGINT arithmetic
+                ranged = False
+                found = _diff_hashed(pool, a, b, opts, prog, est)
+            src_keys, dst_keys, counts = found
             missing, extra, changed_keys = _compare_keys(src_keys, dst_keys)
             changed = _fetch_changes(pool, a, b, changed_keys, src_keys, dst_keys, columns, opts, prog)
         finally:
@@ -479,8 +487,27 @@ def _fetch_ranges(side: _Side, ranges: list[tuple[int, int]], into: KeyMap) -> N
         _collect(side, side.query(head + side.filtered(f"({cond})")), into)
 
 
-def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress,
-                 ) -> tuple[KeyMap, KeyMap, tuple[int, int]]:
+def _estimate_rows(pool: ThreadPoolExecutor, a: _Side, b: _Side) -> int:
+    """Rows to plan buckets for: the statistics, or a count when they look missing or stale (a table
+    never analyzed says 0; a count costs far less than a second hashing pass over a big table)."""
+    est = max(a.info.estimated_rows if a.info else 0, b.info.estimated_rows if b.info else 0)
+    if est >= 100_000:
+        return est
+    def count(side: _Side) -> int:
+        return int(side.query(f"SELECT count(*) FROM {side.table_sql}")[0][0])
+
+    rows_a, rows_b = _both(pool, partial(count, a), partial(count, b))
+    return max(1, est, rows_a, rows_b)
+
+
+ROWS_PER_CHUNK = 125_000
+
+# (key - low) must fit a signed BIGINT on every engine; wider key spans are bucketed by hash
+MAX_SPAN = 1 << 62
+
+
+def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress, est: int,
+                 ) -> tuple[KeyMap, KeyMap, tuple[int, int]] | None:
     def bounds(side: _Side) -> tuple[Any, ...]:
         k = side.key_sql[0]
         return side.query(f"SELECT min({k}), max({k}) FROM {side.table_sql}{side.filtered()}")[0]
@@ -492,9 +519,11 @@ def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions
     dst_keys: KeyMap = {}
     if not lows:
         return src_keys, dst_keys, (0, 0)
-    est = max(a.info.estimated_rows if a.info else 0, b.info.estimated_rows if b.info else 0, 1)
+    if max(highs) - min(lows) >= MAX_SPAN:
+        return None
     prog.start("checksum", 2 * est)
-    chunks = max(1, min(8, est // 125_000))  # several queries only to show progress on big tables
+    # big tables: key-range chunks, to show progress and to spread the pass over the helper connections
+    chunks = max(1, min(8, est // ROWS_PER_CHUNK))
     # (low, high, expected rows) ranges still to compare
     todo: list[tuple[int, int, int]] = [(min(lows), max(highs), est)]
     leaves: list[tuple[int, int]] = []
@@ -537,9 +566,8 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 # ------------------------------------------------------------------------------- hash scheme
 
 
-def _diff_hashed(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress,
+def _diff_hashed(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress, est: int,
                  ) -> tuple[KeyMap, KeyMap, tuple[int, int]]:
-    est = max(a.info.estimated_rows if a.info else 0, b.info.estimated_rows if b.info else 0, 1)
     nb = max(1, min(1 << 20, est // opts.bucket_rows))
     prog.start("checksum", 2 * est)
 

@@ -152,12 +152,13 @@ def base_rows(n: int = 200) -> list[list[Any]]:
         out.append([
             i,
             texts[i % len(texts)] + f"-{i}" if i % 11 else texts[i % len(texts)],
-            decimal.Decimal(i * 37 % 100000 - 50000) / 100,
-            [0.1, -2.5, 1e10, 123.456789, 0.0, -0.000123][i % 6] * i,
+            None if i % 13 == 0 else decimal.Decimal(i * 37 % 100000 - 50000) / 100,
+            None if i % 19 == 0 else [0.1, -2.5, 1e10, 123.456789, 0.0, -0.000123][i % 6] * i,
+            None if i % 17 == 0 else
             dt.datetime(2024, 1, 1, 12, 0, 0) + dt.timedelta(seconds=i * 3671, microseconds=(i * 7919) % 1_000_000),
-            i % 3 == 0,
+            None if i % 29 == 0 else i % 3 == 0,
             None if i % 5 == 0 else ("" if i % 7 == 0 else f"note {i}"),
-            uuid.UUID(int=i * 2654435761 % (1 << 128)),
+            None if i % 23 == 0 else uuid.UUID(int=i * 2654435761 % (1 << 128)),
         ])
     return out
 

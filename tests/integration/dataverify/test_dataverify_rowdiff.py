@@ -164,6 +164,18 @@ def test_rowdiff_key_space_gaps_and_clusters_need_few_queries(tables: Any) -> No
     assert result.stats["queries"] < 40  # not thousands of empty range queries
 
 
+def test_rowdiff_key_span_wider_than_bigint_arithmetic_falls_back_to_hash_buckets(tables: Any) -> None:
+    ids = [-(2**63) + 1, -5, 0, 7, 2**63 - 1]
+    rows = [[i, f"v{i}"] for i in ids]
+    target = [list(r) for r in rows[1:]]
+    target[-1][1] = "changed"
+    a, b, spec = _pair_tables(tables, "postgresql", "mysql", "wide", rows, target, columns=SMALL)
+    result = diff_tables(a, b, spec)
+    assert result.scheme == "hash"
+    assert result.missing == ((-(2**63) + 1,),)
+    assert [r.key for r in result.changed] == [(2**63 - 1,)]
+
+
 NO_PK = {"id": {"postgresql": "bigint", "mysql": "bigint", "sqlite": "integer"},
          "v": {"postgresql": "text", "mysql": "text", "sqlite": "text"}}
 

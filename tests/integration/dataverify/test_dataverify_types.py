@@ -74,3 +74,27 @@ def test_where_restricts_both_sides(tables: Tables) -> None:
     result = diff_tables(a, b, TableSpec("sw_dataverify_where", key=("id",), where="id < 50"))
     assert [r.key for r in result.changed] == [(10,)]
     assert result.source_rows == result.target_rows == 49
+
+
+@pytest.mark.parametrize("target", ["mysql", "sqlite"])
+def test_dates_times_and_bytes(tables: Tables, target: str) -> None:
+    cols = {"id": {"postgresql": "bigint", "mysql": "bigint", "sqlite": "integer"},
+            "d": {"postgresql": "date", "mysql": "date", "sqlite": "date"},
+            "t": {"postgresql": "time(6)", "mysql": "time(6)", "sqlite": "time"},
+            "b": {"postgresql": "bytea", "mysql": "blob", "sqlite": "blob"}}
+    rows = [[1, dt.date(2024, 2, 29), dt.time(23, 59, 59, 5), b"\x00\xffA"],
+            [2, None, None, None],
+            [3, dt.date(1970, 1, 1), dt.time(0, 0), b""]]
+    other = [list(r) for r in rows]
+    if target == "sqlite":  # SQLite keeps dates and times as ISO text
+        other = [[r[0], r[1].isoformat() if r[1] else None, r[2].isoformat() if r[2] else None, r[3]] for r in rows]
+    tables.make("postgresql", "sw_dataverify_dtb", rows, columns=cols)
+    tables.make(target, "sw_dataverify_dtb", other, columns=cols)
+    a, b = parse_db_url(tables.url("postgresql")), parse_db_url(tables.url(target))
+    assert diff_tables(a, b, TableSpec("sw_dataverify_dtb")).equal
+
+    other[0][3] = b"\x00\xffB"
+    other[2][1] = dt.date(1970, 1, 2).isoformat() if target == "sqlite" else dt.date(1970, 1, 2)
+    tables.make(target, "sw_dataverify_dtb", other, columns=cols)
+    result = diff_tables(a, b, TableSpec("sw_dataverify_dtb"))
+    assert [(r.key, [c.column for c in r.columns]) for r in result.changed] == [((1,), ["b"]), ((3,), ["d"])]
