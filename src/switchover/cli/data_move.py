@@ -21,6 +21,7 @@ from switchover.data.urls import DbUrl
 from switchover.durations import format_duration, parse_duration
 from switchover.engine.store import StateStore, whoami
 from switchover.errors import UserError
+from switchover.secrets import redact
 
 DEFAULT_STATE = "sqlite:///.switchover/data-move.db"
 err = Console(stderr=True)
@@ -132,6 +133,9 @@ def _backfill_one(job: _Job, table: str, target_table: str | None, map_: list[st
     except KeyboardInterrupt:
         copy.stop()
         raise
+    except _db_errors() as exc:
+        raise UserError(f"backfill of {table} stopped: {redact(str(exc)).strip()}; the checkpoint is kept, "
+                        "run the same command to resume") from None
     finally:
         src.close()
         dst.close()
@@ -252,11 +256,25 @@ def cdc_cmd(
     except KeyboardInterrupt:
         stop.set()
         result = job.status
+    except _db_errors() as exc:
+        raise UserError(f"cdc {job.stream} stopped: {redact(str(exc)).strip()}; the position is kept in the "
+                        "target, run the same command to resume") from None
     if as_json:
         print(json.dumps(result.to_json(), default=str))
     else:
         err.print(f"cdc {result.state}: {result.transactions} transactions, {result.changes} changes, "
                   f"position {result.position}")
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """The drivers' error classes: a database refusing or failing during the work (exit 2, no traceback)."""
+    import sqlite3
+
+    import psycopg
+    import psycopg2
+    import pymysql
+
+    return (psycopg.Error, psycopg2.Error, pymysql.err.MySQLError, sqlite3.Error)
 
 
 def _cdc_info(job: Any, *, drop: bool) -> dict[str, Any]:

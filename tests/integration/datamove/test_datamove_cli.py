@@ -75,3 +75,17 @@ def test_datamove_backfill_missing_table_names_it(pg_pair: tuple[str, str], tmp_
     done = subprocess.run([sys.executable, "-m", "switchover", "data", "backfill", src, dst, "--table", "ghost",
                            "--state", f"sqlite:///{tmp_path}/s.db"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "table 'ghost' not found" in done.stderr
+
+
+def test_datamove_target_refusing_rows_stops_with_exit_2_and_keeps_checkpoint(pg_pair: tuple[str, str],
+                                                                               tmp_path: Path) -> None:
+    src, dst = pg_pair
+    fill_pg(src, 1_000)
+    Side.open(dst, autocommit=True).execute(PG_ORDERS.replace("note text", "note varchar(3)"))
+    done = _run("backfill", src, dst, "--table", "orders", "--state", f"sqlite:///{tmp_path}/s.db")
+    assert done.returncode == 2
+    assert "backfill of orders stopped" in done.stderr and "value too long" in done.stderr
+    assert "Traceback" not in done.stderr
+    status = json.loads(_run("backfill", src, dst, "--table", "orders", "--state", f"sqlite:///{tmp_path}/s.db",
+                             "--status", "--json").stdout)
+    assert status["state"] == "failed"
