@@ -212,6 +212,10 @@ def cdc_cmd(
     status: bool = typer.Option(False, "--status", help="show position, lag and slot retention, and exit"),
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
     plan: Path | None = typer.Option(None, "--plan", help="databases and tables from the plan (its forward stream)"),
+    debezium_out: str | None = typer.Option(None, "--debezium-out", help="also write applied changes as "
+                                            "Debezium JSON lines to PATH (- = stdout)"),
+    debezium_in: str | None = typer.Option(None, "--debezium-in", help="apply Debezium JSON lines from PATH "
+                                           "(- = stdin) instead of reading the source's log"),
 ) -> None:
     """Stream changes from the source to the target (PostgreSQL slot, MySQL binlog, SQLite triggers)."""
     import threading
@@ -221,7 +225,13 @@ def cdc_cmd(
     resolved = _resolve(src_url, dst_url, table, target_table, plan, None)
     src, dst = resolved.src, resolved.dst
     mapping = ColumnMap.parse(map_)
-    job = CdcStream(src, dst, [TableRoute(t, tt, mapping) for t, tt in resolved.tables], stream or resolved.stream)
+    from switchover.data.cdc.stream import default_stream
+
+    names = [t for t, _ in resolved.tables]
+    if debezium_in is not None and stream is None:  # its positions are line numbers: a stream of its own
+        stream = "dbz_" + default_stream(src, names)
+    job = CdcStream(src, dst, [TableRoute(t, tt, mapping) for t, tt in resolved.tables], stream or resolved.stream,
+                    debezium_in=debezium_in, debezium_out=debezium_out)
     table = [t for t, _ in resolved.tables]
     if drop_slot or status:
         info = _cdc_info(job, drop=drop_slot)

@@ -201,6 +201,8 @@ def convert(value: Any, source_type: str, target_engine: str, target_type: str =
             if parsed.tzinfo is not None:
                 parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
             return parsed.isoformat(sep=" ") if target_engine == "sqlite" else parsed
+    if isinstance(value, dt.datetime) and value.tzinfo is not None and target_engine != "postgresql":
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)  # MySQL DATETIME / SQLite text hold UTC
     if target_engine == "sqlite":
         if isinstance(value, bool):
             return int(value)

@@ -89,3 +89,47 @@ def test_datamove_target_refusing_rows_stops_with_exit_2_and_keeps_checkpoint(pg
     status = json.loads(_run("backfill", src, dst, "--table", "orders", "--state", f"sqlite:///{tmp_path}/s.db",
                              "--status", "--json").stdout)
     assert status["state"] == "failed"
+
+
+def test_datamove_debezium_out_then_in_reproduces_the_changes(pg_pair: tuple[str, str], tmp_path: Path) -> None:
+    """`data cdc --debezium-out` writes the applied changes as Debezium JSON lines; `--debezium-in`
+    applies them to another target, which then matches the source."""
+    import signal
+    import time
+
+    from tests.integration.datamove.datamove_helpers import SQLITE_ORDERS, wait_for
+
+    src, _ = pg_pair
+    fill_pg(src, 200)
+    targets = [tmp_path / "a.db", tmp_path / "b.db"]
+    for t in targets:
+        Side.open(f"sqlite:///{t}").execute(SQLITE_ORDERS)
+    a, b = (f"sqlite:///{t}" for t in targets)
+    assert _run("cdc", src, a, "--table", "orders", "--prepare-only").returncode == 0
+    for t in (a, b):
+        assert _run("backfill", src, t, "--table", "orders", "--state", f"sqlite:///{tmp_path}/s.db",
+                    "--json").returncode == 0
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "switchover", "data", "cdc", src, a, "--table", "orders",
+                             "--debezium-out", str(events)], stderr=subprocess.PIPE, text=True)
+    try:
+        s = Side.open(src, autocommit=True)
+        s.execute("INSERT INTO orders (id, customer, amount, status) VALUES (1001, 5, 3.25, 'new')")
+        s.execute("UPDATE orders SET status = 'paid', amount = 12.5 WHERE id = 10")
+        s.execute("UPDATE orders SET id = 2002 WHERE id = 11")
+        s.execute("DELETE FROM orders WHERE id = 12")
+        s.execute("INSERT INTO orders (id, customer, amount, status) VALUES (999999, 0, 0, 'sentinel')")
+        s.close()
+        wait_for(lambda: bool(Side.open(a).execute("SELECT 1 FROM orders WHERE id = 999999")), 60, "the sentinel")
+        time.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e["op"] for e in lines] == ["c", "u", "u", "d", "c"]
+    assert lines[2]["before"] == {"id": "11"} and lines[2]["after"]["id"] == "2002"
+    assert lines[0]["source"]["table"] == "orders" and lines[0]["source"]["pos"]
+    applied = _run("cdc", src, b, "--table", "orders", "--debezium-in", str(events), "--duration", "2s", "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert json.loads(applied.stdout)["changes"] == 5
+    assert_identical(src, b)
