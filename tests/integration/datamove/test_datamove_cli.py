@@ -133,3 +133,36 @@ def test_datamove_debezium_out_then_in_reproduces_the_changes(pg_pair: tuple[str
     assert applied.returncode == 0, applied.stderr
     assert json.loads(applied.stdout)["changes"] == 5
     assert_identical(src, b)
+
+
+def test_datamove_cdc_serves_lag_metrics(pg_pair: tuple[str, str], tmp_path: Path) -> None:
+    import signal
+    import socket
+
+    import httpx
+
+    from tests.integration.datamove.datamove_helpers import wait_for
+
+    src, dst = pg_pair
+    fill_pg(src, 10)
+    Side.open(dst, autocommit=True).execute(PG_ORDERS)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "switchover", "data", "cdc", src, dst, "--table", "orders",
+                             "--metrics", f"127.0.0.1:{port}", "--duration", "60s"], stderr=subprocess.PIPE, text=True)
+    try:
+        def applied() -> bool:
+            try:
+                Side.open(src, autocommit=True).execute(
+                    "INSERT INTO orders (id, customer) VALUES ((SELECT max(id) + 1 FROM orders), 1)")
+                body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+            except (httpx.HTTPError, OSError):
+                return False
+            return "switchover_cdc_applied_changes_total" in body and 'switchover_cdc_lag_seconds{stream=' in body
+
+        wait_for(applied, 60, "lag and change counters on /metrics")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
