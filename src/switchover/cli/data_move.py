@@ -6,6 +6,8 @@ import json
 import os
 import signal
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -15,9 +17,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from switchover.cli import data_app
 from switchover.data.backfill_control import BackfillStatus
 from switchover.data.move_tables import ColumnMap, Side
+from switchover.data.urls import DbUrl
 from switchover.durations import format_duration, parse_duration
 from switchover.engine.store import StateStore, whoami
 from switchover.errors import UserError
+from switchover.secrets import redact
 
 DEFAULT_STATE = "sqlite:///.switchover/data-move.db"
 err = Console(stderr=True)
@@ -36,9 +40,9 @@ def _store(state: str) -> StateStore:
 
 @data_app.command("backfill")
 def backfill_cmd(
-    src_url: str = typer.Argument(..., help="source database URL (postgresql://, mysql://, sqlite:///)"),
-    dst_url: str = typer.Argument(..., help="target database URL"),
-    table: str = typer.Option(..., "--table", help="source table"),
+    src_url: str | None = typer.Argument(None, help="source database URL (postgresql://, mysql://, sqlite:///)"),
+    dst_url: str | None = typer.Argument(None, help="target database URL"),
+    table: list[str] = typer.Option([], "--table", help="source table (with --plan: only these plan tables)"),
     target_table: str | None = typer.Option(None, "--target-table", help="target table (default: same name)"),
     map_: list[str] = typer.Option([], "--map", help="src_col:dst_col (repeatable)"),
     chunk_time: str = typer.Option("0.5s", "--chunk-time", help="target time per chunk; chunk size adapts"),
@@ -50,20 +54,62 @@ def backfill_cmd(
     resume: bool = typer.Option(False, "--resume", help="resume a paused backfill of this table"),
     status: bool = typer.Option(False, "--status", help="show the progress of this table's backfill"),
     as_json: bool = typer.Option(False, "--json", help="JSON summary on stdout (no progress bar)"),
+    plan: Path | None = typer.Option(None, "--plan", help="databases, tables and state store from the plan"),
 ) -> None:
     """Copy a table's rows to the target: keyset chunks, idempotent merge, throttled, resumable."""
-    from switchover.data.backfill import Backfill, BackfillOptions
-    from switchover.data.backfill_state import StoreControl, backfill_key
-    from switchover.data.urls import parse_db_url
-
-    src_parsed = parse_db_url(src_url, where="SRC_URL")
-    dst_parsed = parse_db_url(dst_url, where="DST_URL")
-    target = target_table or table
-    store = _store(state)
-    key = backfill_key(dst_parsed.safe, target)
-    control = StoreControl(store, key, f"backfill:{target}", whoami())
     if sum([pause, resume, status]) > 1:
         raise UserError("use one of --pause, --resume, --status")
+    job = _resolve(src_url, dst_url, table, target_table, plan, state)
+    for name, target in job.tables:
+        _backfill_one(job, name, target, map_, chunk_time, max_lag_ms, throttle_query, throttle_file,
+                      pause, resume, status, as_json)
+
+
+@dataclass(frozen=True)
+class _Job:
+    src: DbUrl
+    dst: DbUrl
+    tables: list[tuple[str, str | None]]  # (source table, target table or None)
+    store: StateStore | None  # only when the command keeps state (backfill)
+    stream: str | None  # the plan's stream name, so CLI and controller share one slot and position
+
+
+def _resolve(src_url: str | None, dst_url: str | None, tables: list[str], target_table: str | None,
+             plan: Path | None, state: str | None) -> _Job:
+    from switchover.data.urls import parse_db_url
+
+    if plan is not None:
+        from switchover.data.planned import databases, plan_data, select_tables
+        from switchover.plan import load_plan
+
+        if src_url or dst_url:
+            raise UserError("give either SRC_URL DST_URL or --plan PLAN, not both")
+        loaded = load_plan(plan)
+        data = plan_data(loaded)
+        src, dst = databases(data, where=f"{plan}: data")
+        chosen = select_tables(data, tables or None, where=f"{plan}: --table")
+        store = StateStore(loaded.state_url(), loaded.base_dir()) if state is not None else None
+        return _Job(src, dst, [(t.name, t.target_name) for t in chosen], store, f"{loaded.name}_fwd")
+    if not src_url or not dst_url or not tables:
+        raise UserError("give SRC_URL DST_URL --table T (or --plan PLAN)")
+    if target_table and len(tables) > 1:
+        raise UserError("--target-table applies to a single --table")
+    src = parse_db_url(src_url, where="SRC_URL")
+    dst = parse_db_url(dst_url, where="DST_URL")
+    return _Job(src, dst, [(t, target_table) for t in tables], _store(state) if state is not None else None, None)
+
+
+def _backfill_one(job: _Job, table: str, target_table: str | None, map_: list[str], chunk_time: str,
+                  max_lag_ms: float, throttle_query: str | None, throttle_file: str | None, pause: bool,
+                  resume: bool, status: bool, as_json: bool) -> None:
+    from switchover.data.backfill import Backfill, BackfillOptions
+    from switchover.data.backfill_state import StoreControl, backfill_key
+
+    src_parsed, dst_parsed, store = job.src, job.dst, job.store
+    assert store is not None
+    target = target_table or table
+    key = backfill_key(dst_parsed.safe, target)
+    control = StoreControl(store, key, f"backfill:{target}", whoami())
     if pause or resume:
         control.set_paused(pause, whoami())
         control.journal("operator_command", {"command": "pause" if pause else "resume", "table": table})
@@ -72,7 +118,7 @@ def backfill_cmd(
     if status:
         current = control.load()
         if current is None:
-            raise UserError(f"no backfill of {table} into {dst_parsed.safe} recorded in {state}")
+            raise UserError(f"no backfill of {table} into {dst_parsed.safe} recorded in {store.path}")
         _print_status(current, as_json, paused=control.paused())
         return
     options = BackfillOptions(table=table, target_table=target_table, mapping=ColumnMap.parse(map_),
@@ -80,13 +126,16 @@ def backfill_cmd(
                               throttle_query=throttle_query, throttle_file=throttle_file)
     src = Side(src_parsed, autocommit=True)
     dst = Side(dst_parsed)
-    job = Backfill(src, dst, options, control)
-    signal.signal(signal.SIGTERM, lambda *_: job.stop())
+    copy = Backfill(src, dst, options, control)
+    signal.signal(signal.SIGTERM, lambda *_: copy.stop())
     try:
-        result = job.run() if as_json else _with_progress(job, table)
+        result = copy.run() if as_json else _with_progress(copy, table)
     except KeyboardInterrupt:
-        job.stop()
+        copy.stop()
         raise
+    except _db_errors() as exc:
+        raise UserError(f"backfill of {table} stopped: {redact(str(exc)).strip()}; the checkpoint is kept, "
+                        "run the same command to resume") from None
     finally:
         src.close()
         dst.close()
@@ -150,9 +199,9 @@ def _pid_alive(pid: int) -> bool:
 
 @data_app.command("cdc")
 def cdc_cmd(
-    src_url: str = typer.Argument(..., help="source database URL"),
-    dst_url: str = typer.Argument(..., help="target database URL"),
-    table: list[str] = typer.Option(..., "--table", help="source table (repeatable)"),
+    src_url: str | None = typer.Argument(None, help="source database URL"),
+    dst_url: str | None = typer.Argument(None, help="target database URL"),
+    table: list[str] = typer.Option([], "--table", help="source table (repeatable; with --plan: a subset)"),
     target_table: str | None = typer.Option(None, "--target-table", help="target table (one --table only)"),
     map_: list[str] = typer.Option([], "--map", help="src_col:dst_col (repeatable)"),
     stream: str | None = typer.Option(None, "--stream", help="stream name (slot name derives from it)"),
@@ -162,19 +211,28 @@ def cdc_cmd(
     drop_slot: bool = typer.Option(False, "--drop-slot", help="drop this stream's slot and publication, and exit"),
     status: bool = typer.Option(False, "--status", help="show position, lag and slot retention, and exit"),
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
+    plan: Path | None = typer.Option(None, "--plan", help="databases and tables from the plan (its forward stream)"),
+    debezium_out: str | None = typer.Option(None, "--debezium-out", help="also write applied changes as "
+                                            "Debezium JSON lines to PATH (- = stdout)"),
+    debezium_in: str | None = typer.Option(None, "--debezium-in", help="apply Debezium JSON lines from PATH "
+                                           "(- = stdin) instead of reading the source's log"),
 ) -> None:
     """Stream changes from the source to the target (PostgreSQL slot, MySQL binlog, SQLite triggers)."""
     import threading
 
     from switchover.data.cdc.stream import CdcStream, TableRoute
-    from switchover.data.urls import parse_db_url
 
-    if target_table and len(table) > 1:
-        raise UserError("--target-table applies to a single --table")
-    src = parse_db_url(src_url, where="SRC_URL")
-    dst = parse_db_url(dst_url, where="DST_URL")
+    resolved = _resolve(src_url, dst_url, table, target_table, plan, None)
+    src, dst = resolved.src, resolved.dst
     mapping = ColumnMap.parse(map_)
-    job = CdcStream(src, dst, [TableRoute(t, target_table, mapping) for t in table], stream)
+    from switchover.data.cdc.stream import default_stream
+
+    names = [t for t, _ in resolved.tables]
+    if debezium_in is not None and stream is None:  # its positions are line numbers: a stream of its own
+        stream = "dbz_" + default_stream(src, names)
+    job = CdcStream(src, dst, [TableRoute(t, tt, mapping) for t, tt in resolved.tables], stream or resolved.stream,
+                    debezium_in=debezium_in, debezium_out=debezium_out)
+    table = [t for t, _ in resolved.tables]
     if drop_slot or status:
         info = _cdc_info(job, drop=drop_slot)
         if as_json:
@@ -208,11 +266,25 @@ def cdc_cmd(
     except KeyboardInterrupt:
         stop.set()
         result = job.status
+    except _db_errors() as exc:
+        raise UserError(f"cdc {job.stream} stopped: {redact(str(exc)).strip()}; the position is kept in the "
+                        "target, run the same command to resume") from None
     if as_json:
         print(json.dumps(result.to_json(), default=str))
     else:
         err.print(f"cdc {result.state}: {result.transactions} transactions, {result.changes} changes, "
                   f"position {result.position}")
+
+
+def _db_errors() -> tuple[type[BaseException], ...]:
+    """The drivers' error classes: a database refusing or failing during the work (exit 2, no traceback)."""
+    import sqlite3
+
+    import psycopg
+    import psycopg2
+    import pymysql
+
+    return (psycopg.Error, psycopg2.Error, pymysql.err.MySQLError, sqlite3.Error)
 
 
 def _cdc_info(job: Any, *, drop: bool) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from typing import Any
 
 from switchover.data import apply_lock
 from switchover.data.move_tables import (
+    BACKFILL_TABLE,
+    GUARD_TTL,
     POSITION_TABLE,
     TOUCHED_TABLE,
     Side,
@@ -63,6 +65,8 @@ class Applier:
         self.dst, self.pairs, self.stream, self.mark_touched = dst, pairs, stream, mark_touched
         ensure_coordination_tables(dst)
         self._upserts = {t: upsert_sql(dst, p.target.name, p.target_columns, p.target_key) for t, p in pairs.items()}
+        self._guard: frozenset[str] = frozenset()
+        self._guard_read_at = float("-inf")
 
     def position(self) -> str | None:
         rows = self.dst.execute(f"SELECT position FROM {POSITION_TABLE} WHERE stream = {self.dst.ph}", (self.stream,))
@@ -82,7 +86,10 @@ class Applier:
         if not txns:
             return ApplyResult(0, 0, None, None)
         d = self.dst
-        tables = sorted({self.pairs[c.table].target.name for t in txns for c in t.changes if c.table in self.pairs})
+        guarded = self._guarded()
+        # Only tables a backfill is copying need the lock and the touched marks (see apply_lock).
+        tables = sorted({self.pairs[c.table].target.name for t in txns for c in t.changes
+                         if c.table in self.pairs and self.pairs[c.table].target.name in guarded})
         count = 0
         try:
             d.begin()
@@ -96,7 +103,8 @@ class Applier:
                         continue
                     count += 1
                     touched.extend(self._apply_one(pair, change))
-            if touched and self.mark_touched:
+            touched = [t for t in touched if t[0] in guarded]
+            if touched:
                 self._mark(touched)
             last = txns[-1]
             lag_ms = None if last.commit_at is None else max(0.0, (now - last.commit_at) * 1000.0)
@@ -116,6 +124,18 @@ class Applier:
         return ApplyResult(len(txns), count, last.position, lags[-1] if lags else lag_ms, lags)
 
     # ------------------------------------------------------------------
+
+    def _guarded(self) -> frozenset[str]:
+        """Target tables a backfill is copying now, re-read at most every GUARD_TTL seconds."""
+        if not self.mark_touched:
+            return frozenset()
+        now = time.monotonic()
+        if now - self._guard_read_at >= GUARD_TTL:
+            rows = self.dst.execute(f"SELECT tbl FROM {BACKFILL_TABLE}")
+            self.dst.finish_read()
+            self._guard = frozenset(str(r[0]) for r in rows)
+            self._guard_read_at = now
+        return self._guard
 
     def _apply_one(self, pair: TablePair, change: Change) -> list[tuple[str, str]]:
         d, target = self.dst, pair.target.name
@@ -201,6 +221,8 @@ def convert(value: Any, source_type: str, target_engine: str, target_type: str =
             if parsed.tzinfo is not None:
                 parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
             return parsed.isoformat(sep=" ") if target_engine == "sqlite" else parsed
+    if isinstance(value, dt.datetime) and value.tzinfo is not None and target_engine != "postgresql":
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)  # MySQL DATETIME / SQLite text hold UTC
     if target_engine == "sqlite":
         if isinstance(value, bool):
             return int(value)

@@ -33,6 +33,8 @@ from switchover.data.backfill_control import (
     throttle_reason,
 )
 from switchover.data.move_tables import (
+    BACKFILL_TABLE,
+    GUARD_TTL,
     POSITION_TABLE,
     TOUCHED_TABLE,
     ColumnMap,
@@ -120,6 +122,8 @@ class Backfill:
             updated_at=now, started_at=now, pid=os.getpid())
         self._cdc_guard = self.dst.table_exists(TOUCHED_TABLE)
         self.dst.finish_read()
+        if self._cdc_guard:
+            self._announce()
         self.control.journal("backfill_started", {
             "table": self.opt.table, "target": self.target, "resumed_from": status.last_key,
             "rows_before": status.rows, "cdc_guard": self._cdc_guard, "bulk": self.bulk})
@@ -180,6 +184,8 @@ class Backfill:
         finally:
             reader.join(timeout=5)
             reader_src.close()
+            if self._cdc_guard:
+                self._withdraw()
             if self._origin is not None:
                 from switchover.data.cdc.postgres import release_origin
 
@@ -196,6 +202,23 @@ class Backfill:
                                                "rows_per_s": round(status.rows_per_s, 1)})
         self.on_progress(status)
         return status
+
+    def _announce(self) -> None:
+        """Tell CDC this table is being copied, then wait until every applier has seen it: from then on
+        CDC marks the keys it applies and takes the apply lock for this table."""
+        d = self.dst
+        d.begin()
+        d.execute(f"DELETE FROM {BACKFILL_TABLE} WHERE tbl = {d.ph}", (self.target,))
+        d.execute(f"INSERT INTO {BACKFILL_TABLE} (tbl, started_at) VALUES ({d.ph}, {d.ph})", (self.target, time.time()))
+        d.commit()
+        time.sleep(GUARD_TTL + 0.3)
+
+    def _withdraw(self) -> None:
+        with contextlib.suppress(Exception):  # a killed copy leaves the row: CDC keeps guarding (safe)
+            self.dst.rollback()
+            self.dst.begin()
+            self.dst.execute(f"DELETE FROM {BACKFILL_TABLE} WHERE tbl = {self.dst.ph}", (self.target,))
+            self.dst.commit()
 
     # ------------------------------------------------------------------ reading (its own thread)
 

@@ -18,6 +18,8 @@ from switchover.errors import UserError
 # Coordination tables switchover keeps in the target (created on first use, never user data).
 POSITION_TABLE = "switchover_cdc_position"
 TOUCHED_TABLE = "switchover_cdc_touched"
+BACKFILL_TABLE = "switchover_backfill_running"  # tables a backfill is copying now (CDC guards only those)
+GUARD_TTL = 1.0  # CDC re-reads BACKFILL_TABLE at most this often; a backfill waits longer before reading
 KEY_SEP = "\x1f"  # unit separator between the values of a composite key in TOUCHED_TABLE.k
 
 
@@ -286,4 +288,5 @@ def ensure_coordination_tables(side: Side) -> None:
                  f"source_commit_at {real}, applied_at {real} NOT NULL, lag_ms {real})")
     side.execute(f"CREATE TABLE IF NOT EXISTS {TOUCHED_TABLE} (tbl {short_text} NOT NULL, k {long_text} NOT NULL, "
                  "PRIMARY KEY (tbl, k))")
+    side.execute(f"CREATE TABLE IF NOT EXISTS {BACKFILL_TABLE} (tbl {short_text} PRIMARY KEY, started_at {real} NOT NULL)")
     side.commit()

@@ -15,7 +15,7 @@ PG_ORDERS = ("CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL,
 MY_ORDERS = ("CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, amount decimal(12,2), "
              "status text, created_at datetime(6), paid tinyint(1), note text)")
 SQLITE_ORDERS = ("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer INTEGER NOT NULL, amount NUMERIC, "
-                 "status TEXT, created_at TEXT, paid INTEGER, note TEXT)")
+                 "status TEXT, created_at TIMESTAMP, paid INTEGER, note TEXT)")
 
 
 def fill_pg(url: str, rows: int) -> None:

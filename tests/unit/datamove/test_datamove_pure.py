@@ -143,3 +143,32 @@ def test_datamove_versioned_events_are_upcast_side_by_side() -> None:
     assert upcast(v2, ups, {"orders": 2}).row == {"id": 2, "total_cents": 500}
     with pytest.raises(ValueError, match="no upcaster"):
         upcast(v1, {}, {"orders": 2})
+
+
+def test_datamove_debezium_events_round_trip() -> None:
+    from switchover.data.apply import Change, Transaction
+    from switchover.data.cdc.debezium import from_event, to_events
+
+    txn = Transaction("0/10", 1.5, (Change("update", "orders", {"id": 2, "s": "x"}, {"id": 1}),
+                                     Change("delete", "orders", None, {"id": 3})))
+    events = to_events(txn, "postgresql", "shop", 2000)
+    assert [e["op"] for e in events] == ["u", "d"] and events[0]["source"]["ts_ms"] == 1500
+    import json
+
+    back = [from_event(json.dumps(e), {"orders": ("id",)}, i) for i, e in enumerate(events, 1)]
+    assert [c for t in back if t for c in t.changes] == list(txn.changes)
+    wrapped = json.dumps({"schema": {}, "payload": {"op": "c", "after": {"id": 9}, "source": {"table": "orders"}}})
+    got = from_event(wrapped, {"orders": ("id",)}, 7)
+    assert got is not None and got.position == "7" and got.changes[0].op == "insert"
+    assert from_event("null", {"orders": ("id",)}, 1) is None  # Kafka tombstone
+    assert from_event(json.dumps({"op": "c", "after": {}, "source": {"table": "other"}}), {"orders": ("id",)}, 1) is None
+
+
+def test_datamove_debezium_bad_line_names_the_line() -> None:
+    from switchover.data.cdc.debezium import from_event
+    from switchover.errors import UserError
+
+    with pytest.raises(UserError, match="line 4: not JSON"):
+        from_event("{nope", {"orders": ("id",)}, 4)
+    with pytest.raises(UserError, match="line 5: not a Debezium change event"):
+        from_event('{"op": "x"}', {"orders": ("id",)}, 5)

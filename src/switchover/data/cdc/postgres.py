@@ -141,24 +141,37 @@ def release_origin(side: Side, name: str) -> None:
 class PgReader:
     """Streams committed transactions from a slot. ``poll`` returns what has arrived (commit order)."""
 
-    def __init__(self, url: DbUrl, slot: str, after: str | None, skip_origin_prefix: str | None = None) -> None:
+    def __init__(self, url: DbUrl, slot: str, after: str | None, skip_origin_prefix: str | None = None,
+                 active_wait: float = 15.0) -> None:
         import psycopg2
+        import psycopg2.errors
         import psycopg2.extras
 
         self.slot = slot
         self._after = lsn_int(after) if after else 0
         self._decoder = Decoder(skip_origin_prefix=skip_origin_prefix)
-        try:
-            self._conn = psycopg2.connect(
-                host=url.host or "127.0.0.1", port=url.port or 5432, user=url.user or "postgres",
-                password=url.password, dbname=url.database or "postgres", connect_timeout=10,
-                connection_factory=psycopg2.extras.LogicalReplicationConnection)
-            self._cur = self._conn.cursor()
-            self._cur.start_replication(slot_name=slot, decode=False, start_lsn=self._after,
-                                        status_interval=5,
-                                        options={"proto_version": "1", "publication_names": slot})
-        except psycopg2.Error as exc:
-            raise UserError(f"{url.safe}: cannot stream slot {slot}: {redact(str(exc)).strip()}") from None
+        deadline = time.monotonic() + active_wait
+        while True:
+            try:
+                self._conn = psycopg2.connect(
+                    host=url.host or "127.0.0.1", port=url.port or 5432, user=url.user or "postgres",
+                    password=url.password, dbname=url.database or "postgres", connect_timeout=10,
+                    connection_factory=psycopg2.extras.LogicalReplicationConnection)
+                self._cur = self._conn.cursor()
+                self._cur.start_replication(slot_name=slot, decode=False, start_lsn=self._after,
+                                            status_interval=5,
+                                            options={"proto_version": "1", "publication_names": slot})
+                break
+            except psycopg2.errors.ObjectInUse as exc:
+                # A consumer that just died (kill -9) holds the slot until the server notices: wait for it.
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                if time.monotonic() >= deadline:
+                    raise UserError(f"{url.safe}: slot {slot} is in use by another consumer "
+                                    f"({redact(str(exc)).strip()}); is another `data cdc` running?") from None
+                time.sleep(0.5)
+            except psycopg2.Error as exc:
+                raise UserError(f"{url.safe}: cannot stream slot {slot}: {redact(str(exc)).strip()}") from None
         self.received_at: float | None = None
 
     def poll(self, timeout: float, max_txns: int = 500) -> list[Transaction]:

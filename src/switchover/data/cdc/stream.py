@@ -61,12 +61,13 @@ def default_stream(src: DbUrl, tables: list[str], reverse: bool = False) -> str:
 
 class CdcStream:
     def __init__(self, src: DbUrl, dst: DbUrl, routes: list[TableRoute], stream: str | None = None, *,
-                 mark_touched: bool = True) -> None:
+                 mark_touched: bool = True, debezium_in: str | None = None, debezium_out: str | None = None) -> None:
         if not routes:
             raise UserError("cdc: name at least one --table")
         self.src_url, self.dst_url, self.routes = src, dst, routes
         self.stream = stream or default_stream(src, [r.source for r in routes])
         self.mark_touched = mark_touched
+        self.debezium_in, self.debezium_out = debezium_in, debezium_out
         self.status = CdcStatus(self.stream, "starting", None, None, 0, 0, None)
         self.warnings: list[str] = []
         self._pairs: dict[str, TablePair] = {}
@@ -87,7 +88,9 @@ class CdcStream:
         try:
             for r in self.routes:
                 self._pairs[r.source] = pair_tables(src, dst, r.source, r.target, r.mapping)
-            if src.engine == "postgresql":
+            if self.debezium_in is not None:
+                pass  # changes come from Debezium events: nothing to set up on the source
+            elif src.engine == "postgresql":
                 from switchover.data.cdc import postgres
 
                 self.warnings = postgres.check_settings(src)
@@ -98,7 +101,7 @@ class CdcStream:
                 for r in self.routes:
                     sqlite.install_triggers(src, r.source)
             applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched)  # coordination tables
-            if src.engine == "mysql":
+            if src.engine == "mysql" and self.debezium_in is None:
                 from switchover.data.cdc import mysql
 
                 self.warnings = mysql.check_settings(src)
@@ -109,6 +112,10 @@ class CdcStream:
         return self.warnings
 
     def _reader(self, after: str | None) -> Reader:
+        if self.debezium_in is not None:
+            from switchover.data.cdc.debezium import DebeziumReader
+
+            return DebeziumReader(self.debezium_in, {t: p.source_key for t, p in self._pairs.items()}, after)
         if self.src_url.engine == "postgresql":
             from switchover.data.cdc.postgres import PgReader
 
@@ -129,6 +136,7 @@ class CdcStream:
             self.prepare()
         dst = Side(self.dst_url)
         reader: Reader | None = None
+        sink: Any = None
         origin = APPLY_ORIGIN_PREFIX + self.stream[:40]
         try:
             if dst.engine == "postgresql":
@@ -138,6 +146,10 @@ class CdcStream:
             applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched)
             after = applier.position()
             reader = self._reader(after)
+            if self.debezium_out is not None:
+                from switchover.data.cdc.debezium import DebeziumSink
+
+                sink = DebeziumSink(self.debezium_out, self.src_url.engine, self.src_url.database)
             self._set(state="streaming", position=after)
             last_idle_note = 0.0
             while not stop.is_set():
@@ -156,6 +168,8 @@ class CdcStream:
                 reader.confirm(txns[-1].position)
                 if on_apply is not None:
                     on_apply(result)
+                if sink is not None:
+                    sink.write(txns)
                 self._set(position=result.position, lag_ms=result.lag_ms,
                           transactions=self.status.transactions + result.transactions,
                           changes=self.status.changes + result.changes, last_apply_at=now)
@@ -165,6 +179,8 @@ class CdcStream:
             self._set(state="failed", error=str(exc))
             raise
         finally:
+            if sink is not None:
+                sink.close()
             if reader is not None:
                 reader.close()
             if dst.engine == "postgresql":
