@@ -52,6 +52,7 @@ def build_config(
         admin = admin or traffic.admin
         admin_token = admin_token or traffic.admin_token
         workers = workers or traffic.workers
+        mirror_writes = mirror_writes or plan.parity.mirror_writes  # shadow writes: see docs/parity.md
         if sticky_header is None and sticky_cookie is None and traffic.sticky is not None:
             sticky_header, sticky_cookie = traffic.sticky.header, traffic.sticky.cookie
         if state_file is None:

@@ -447,6 +447,21 @@ class Controller:
             self.store.release_lock(self._lock_name)
             self.view.close()
 
+    def _resume_backgrounds(self, steps: list[Any], done: set[int]) -> None:
+        """Done steps that left a background running (CDC) start it again after a restart, unless
+        the run was finalized; they resume from their own stored position."""
+        if not done or _has_finalized(steps, done):
+            return
+        for index in sorted(done):
+            spec = steps[index]
+            cls = step_class(str(getattr(spec, "kind", "")))
+            resume = getattr(cls, "resume_background", None) if cls is not None else None
+            if resume is None:
+                continue
+            self.step_index = index
+            resume(cls(spec), self)  # type: ignore[misc]
+            self.journal("background_resumed", {"index": index, "kind": str(getattr(spec, "kind", ""))})
+
     def _heartbeat(self, stop: threading.Event) -> None:
         """Keep the run lock fresh even while a step works without waiting (a long backfill)."""
         store = StateStore(self.plan.state_url(), self.plan.base_dir())
@@ -484,6 +499,7 @@ class Controller:
         first = max(state.step_index, 0)
         done_indices = {int(e.payload.get("index", -1)) for e in self.store.events(self.run_id)
                         if e.kind == "step_done"}
+        self._resume_backgrounds(steps, done_indices)
         for index in range(first, len(steps)):
             if index in done_indices:
                 continue
@@ -518,6 +534,10 @@ class Controller:
             return self._stopped()
         self._stop_backgrounds()
         return self._finish("promoted", "every step done")
+
+
+def _has_finalized(steps: list[Any], done: set[int]) -> bool:
+    return any(str(getattr(steps[i], "kind", "")) == "finalize" for i in done if 0 <= i < len(steps))
 
 
 def _operator() -> str:

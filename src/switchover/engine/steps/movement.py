@@ -168,6 +168,19 @@ class CdcStep:
         self.spec = spec
 
     def run(self, ctx: StepContext) -> StepResult:
+        started = self._start(ctx)
+        if isinstance(started, StepResult):
+            return started
+        return self._wait_caught_up(ctx, started)
+
+    def resume_background(self, ctx: StepContext) -> None:
+        """After a controller restart, a done `cdc` step's streams run again, from the position
+        stored in the target (the controller calls this for done steps that have it)."""
+        started = self._start(ctx)
+        if isinstance(started, StepResult):
+            raise UserError(f"cdc: cannot resume the stream after a restart: {started.reason}")
+
+    def _start(self, ctx: StepContext) -> CdcBackground | StepResult:
         try:
             tables = _tables(ctx.plan, self.spec.tables, "cdc.tables")
             forward = forward_stream(ctx.plan, tables)
@@ -190,7 +203,7 @@ class CdcStep:
             rev_bg.start()
             ctx.start_background(rev_bg)
         ctx.add_gate(RollbackSafeGate(ctx.plan, ctx.store, rev_bg, self.spec.max_lag), scope="run")
-        return self._wait_caught_up(ctx, bg)
+        return bg
 
     def _wait_caught_up(self, ctx: StepContext, bg: CdcBackground) -> StepResult:
         """Done once lag stayed under max_lag for ``sustained`` seconds."""
