@@ -57,7 +57,10 @@ def test_ten_percent_5xx_rolls_back_within_failure_limit_plus_one(make_stack, no
     assert split(s) == (0, 0)
     evs = events(s)
     judged = [e for e in evs if e.kind == "gate_evaluated" and e.payload["weight"] == 10]
-    assert len(judged) <= 3 + 1
+    # Within failure_limit + 1 judged intervals; a window with too few requests on a loaded machine
+    # (inconclusive, never a pass) is not one the analysis could judge.
+    conclusive = [e for e in judged if e.payload["outcome"] != "inconclusive"]
+    assert len(conclusive) <= 3 + 1, [(e.payload["outcome"], e.payload.get("reason", "")[:160]) for e in judged]
     rollback = next(e for e in evs if e.kind == "rollback")
     assert "error" in rollback.payload["reason"] and rollback.actor == "controller"
     assert (tmp_path / "hook.log").read_text().count("rolled-back") == 1
