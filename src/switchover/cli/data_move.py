@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from switchover.data.backfill_control import BackfillStatus
 from switchover.data.move_tables import ColumnMap, Side
 from switchover.data.urls import DbUrl
 from switchover.durations import format_duration, parse_duration
-from switchover.engine.store import StateStore, whoami
+from switchover.engine.store import StateStore, pid_alive, whoami
 from switchover.errors import UserError
 from switchover.secrets import redact
 
@@ -179,22 +178,12 @@ def _print_status(current: BackfillStatus | None, as_json: bool, *, paused: bool
         err.print(f"backfill {note}" + ("" if current else " (no progress recorded yet)"))
     if current:
         age = time.time() - current.updated_at
-        alive = _pid_alive(current.pid)
+        alive = pid_alive(current.pid)
         err.print(f"{current.table}: {current.state}{' (process gone)' if current.state == 'running' and not alive else ''}"
                   f", {current.rows:,} rows, {current.chunks} chunks, last key {current.last_key}, "
                   f"{current.rows_per_s:,.0f} rows/s, chunk {current.chunk_size}, updated {age:.1f}s ago"
                   + (f", throttled: {current.throttle}" if current.throttle else "")
                   + (", paused" if paused else ""))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @data_app.command("cdc")

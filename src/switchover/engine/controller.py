@@ -82,18 +82,9 @@ def new_run_id(plan: Plan, now: float) -> str:
 
 
 def metrics_for(plan: Plan) -> MetricsProvider:
-    from switchover.metrics.base import PROVIDERS
+    from switchover.metrics.base import provider_for
 
-    target = PROVIDERS.get(plan.metrics.provider)
-    if target is None:
-        raise UserError(f"metrics.provider: unknown provider {plan.metrics.provider!r}; known: {', '.join(PROVIDERS)}")
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise UserError(f"metrics.provider {plan.metrics.provider!r} is not available: {exc}") from None
-    provider: MetricsProvider = getattr(module, class_name)(plan)
-    return provider
+    return provider_for(plan)
 
 
 def _interval_reason(verdicts: list[Verdict], outcome: Outcome) -> str:

@@ -147,7 +147,7 @@ class StateStore:
                              (name,)).fetchone()
             if row is not None:
                 current = LockHolder(*row)
-                alive = current.heartbeat > now - stale_after and (current.host != host or _pid_alive(current.pid))
+                alive = current.heartbeat > now - stale_after and (current.host != host or pid_alive(current.pid))
                 if alive and not (current.host == host and current.pid == os.getpid()):
                     return current
             db.execute("INSERT OR REPLACE INTO locks (name, holder, pid, host, acquired_at, heartbeat) "
@@ -184,7 +184,7 @@ class StateStore:
         return dict(json.loads(row[0])) if row else None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from switchover.plan import Plan
 
 _MANTISSAS = (1.0, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0, 9.0)
 
@@ -108,3 +111,21 @@ PROVIDERS: dict[str, str] = {
     "builtin": "switchover.metrics.builtin:BuiltinProvider",
     "prometheus": "switchover.metrics.prometheus:PrometheusProvider",
 }
+
+
+def provider_for(plan: Plan) -> MetricsProvider:
+    """The MetricsProvider the plan's ``metrics.provider`` names (UserError when not available)."""
+    import importlib
+
+    from switchover.errors import UserError
+
+    target = PROVIDERS.get(plan.metrics.provider)
+    if target is None:
+        raise UserError(f"metrics.provider: unknown provider {plan.metrics.provider!r}; known: {', '.join(PROVIDERS)}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UserError(f"metrics.provider {plan.metrics.provider!r} is not available in this build: {exc}") from None
+    provider: MetricsProvider = getattr(module, class_name)(plan)
+    return provider

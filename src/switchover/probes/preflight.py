@@ -9,7 +9,6 @@ plan's run lock: the run itself, or a standalone ``switchover preflight`` when n
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import os
 import socket
@@ -24,7 +23,7 @@ import httpx
 from switchover import secrets
 from switchover.data.urls import connect, parse_db_url
 from switchover.errors import UserError
-from switchover.metrics.base import PROVIDERS, MetricsProvider
+from switchover.metrics.base import MetricsProvider, provider_for
 from switchover.probes.checks import Check, Status
 from switchover.probes.dns import check_ttls
 from switchover.traffic.base import Router, router_for
@@ -57,16 +56,7 @@ class PreflightReport:
 
 def metrics_provider_for(plan: Plan) -> MetricsProvider:
     """The MetricsProvider the plan's ``metrics.provider`` names (UserError when not available)."""
-    target = PROVIDERS.get(plan.metrics.provider)
-    if target is None:
-        raise UserError(f"metrics.provider: unknown provider {plan.metrics.provider!r}; known: {', '.join(PROVIDERS)}")
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise UserError(f"metrics.provider {plan.metrics.provider!r} is not available in this build: {exc}") from None
-    provider: MetricsProvider = getattr(module, class_name)(plan)
-    return provider
+    return provider_for(plan)
 
 
 def plan_hostnames(plan: Plan) -> list[str]:
