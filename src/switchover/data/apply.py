@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from switchover.data import apply_lock
+from switchover.data.cdc.recent import RecentKeys
 from switchover.data.move_tables import (
     BACKFILL_TABLE,
     GUARD_TTL,
@@ -61,8 +62,10 @@ class ApplyResult:
 class Applier:
     """Writes transactions into the target. One per stream; not thread-safe."""
 
-    def __init__(self, dst: Side, pairs: dict[str, TablePair], stream: str, *, mark_touched: bool = True) -> None:
+    def __init__(self, dst: Side, pairs: dict[str, TablePair], stream: str, *, mark_touched: bool = True,
+                 recent: RecentKeys | None = None) -> None:
         self.dst, self.pairs, self.stream, self.mark_touched = dst, pairs, stream, mark_touched
+        self.recent = recent  # told every key written or deleted, once committed (rollback_safe row diff)
         ensure_coordination_tables(dst)
         self._upserts = {t: upsert_sql(dst, p.target.name, p.target_columns, p.target_key) for t, p in pairs.items()}
         self._guard: frozenset[str] = frozenset()
@@ -95,15 +98,15 @@ class Applier:
             d.begin()
             for name in tables:  # sorted: two appliers never wait on each other in opposite order
                 apply_lock.acquire(d, name)
-            touched: list[tuple[str, str]] = []
+            written: list[tuple[str, list[Any]]] = []
             for txn in txns:
                 for change in txn.changes:
                     pair = self.pairs.get(change.table)
                     if pair is None:
                         continue
                     count += 1
-                    touched.extend(self._apply_one(pair, change))
-            touched = [t for t in touched if t[0] in guarded]
+                    written.extend(self._apply_one(pair, change))
+            touched = [(t, key_text(k)) for t, k in written if t in guarded]
             if touched:
                 self._mark(touched)
             last = txns[-1]
@@ -120,6 +123,12 @@ class Applier:
                         apply_lock.release(d, name)
         # Reported lag runs to the end of the commit: when the change became visible in the target.
         done = time.time()
+        if self.recent is not None:
+            by_table: dict[str, list[list[Any]]] = {}
+            for t, k in written:
+                by_table.setdefault(t, []).append(k)
+            for t, keys in by_table.items():
+                self.recent.applied(t, keys, done)
         lags = tuple(max(0.0, (done - t.commit_at) * 1000.0) for t in txns if t.commit_at is not None)
         return ApplyResult(len(txns), count, last.position, lags[-1] if lags else lag_ms, lags)
 
@@ -137,25 +146,26 @@ class Applier:
             self._guard_read_at = now
         return self._guard
 
-    def _apply_one(self, pair: TablePair, change: Change) -> list[tuple[str, str]]:
+    def _apply_one(self, pair: TablePair, change: Change) -> list[tuple[str, list[Any]]]:
+        """Apply one change; returns (target table, target key values) of every row written or deleted."""
         d, target = self.dst, pair.target.name
         if change.op == "truncate":
             d.execute(f"DELETE FROM {d.q(target)}")
             return []
-        out: list[tuple[str, str]] = []
+        out: list[tuple[str, list[Any]]] = []
         old = self._target_key(pair, change.old_key) if change.old_key else None
         new_row = self._target_row(pair, change.row) if change.row else None
         new = [new_row[k] for k in pair.target_key] if new_row else None
         if old is not None and (change.op == "delete" or (new is not None and old != new)):
             where = " AND ".join(f"{d.q(k)} = {d.ph}" for k in pair.target_key)
             d.execute(f"DELETE FROM {d.q(target)} WHERE {where}", old)
-            out.append((target, key_text(old)))
+            out.append((target, old))
         if change.op in ("insert", "update") and new_row is not None and new is not None:
             cols = [c for c in pair.target_columns if c in new_row]
             sql = self._upserts[change.table] if len(cols) == len(pair.target_columns) else \
                 upsert_sql(d, target, cols, pair.target_key)  # an update without unchanged TOASTed values
             d.execute(sql, [new_row[c] for c in cols])
-            out.append((target, key_text(new)))
+            out.append((target, new))
         return out
 
     def _target_row(self, pair: TablePair, row: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from switchover.data.apply import Applier, ApplyResult, Transaction, read_position
+from switchover.data.cdc.recent import RecentKeys
 from switchover.data.move_tables import ColumnMap, Side, TablePair, pair_tables
 from switchover.data.urls import DbUrl
 from switchover.errors import UserError
@@ -72,6 +73,12 @@ class CdcStream:
         self.warnings: list[str] = []
         self._pairs: dict[str, TablePair] = {}
         self._lock = threading.Lock()
+        self.recent = RecentKeys()  # keys applied lately and when the stream last caught up (rollback_safe)
+
+    @property
+    def pairs(self) -> dict[str, TablePair]:
+        """Source table -> its pairing with the target (filled by ``prepare``)."""
+        return dict(self._pairs)
 
     @property
     def slot(self) -> str:
@@ -143,7 +150,7 @@ class CdcStream:
                 from switchover.data.cdc.postgres import ensure_origin
 
                 ensure_origin(dst, origin)
-            applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched)
+            applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched, recent=self.recent)
             after = applier.position()
             reader = self._reader(after)
             if self.debezium_out is not None:
@@ -153,9 +160,11 @@ class CdcStream:
             self._set(state="streaming", position=after)
             last_idle_note = 0.0
             while not stop.is_set():
+                polled_at = time.time()
                 txns = reader.poll(poll)
                 now = time.time()
                 if not txns:
+                    self.recent.caught_up(polled_at)
                     reader.confirm_idle()
                     if self.status.lag_ms and now - last_idle_note > 1.0:
                         self._note_idle(dst, now)

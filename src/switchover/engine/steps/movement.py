@@ -16,6 +16,9 @@ back on stable.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -125,10 +128,20 @@ def judge_rollback_safe(reverse: Verdict | None, dual_write_on: bool, dead_lette
 
 
 class RollbackSafeGate:
+    """Reverse CDC keeping up (lag) and, once it has caught up past them, the keys it applied recently
+    holding the same row in both databases (row diff, on a worker thread: ``evaluate`` never waits for
+    it); or, with dual writes instead, no dead letters."""
+
     name = "rollback_safe"
 
-    def __init__(self, plan: Plan, store: StateStore, reverse: CdcBackground | None, max_lag_s: float) -> None:
+    def __init__(self, plan: Plan, store: StateStore, reverse: CdcBackground | None, max_lag_s: float, *,
+                 interval: float | None = None, keys_per_table: int = 50, confirm_timeout: float = 10.0) -> None:
         self.plan, self.store, self.reverse, self.max_lag_ms = plan, store, reverse, max_lag_s * 1000.0
+        self.interval = float(plan.analysis.interval) if interval is None else interval
+        self.keys_per_table, self.confirm_timeout = keys_per_table, confirm_timeout
+        self.row_check: RowCheck | None = None
+        self._worker: threading.Thread | None = None
+        self._started_at = float("-inf")
 
     def evaluate(self, now: float) -> list[Verdict]:
         reverse = None
@@ -136,9 +149,168 @@ class RollbackSafeGate:
             st = self.reverse.stream.status
             error = redact(str(self.reverse.error)) if self.reverse.error else None
             reverse = judge_lag("cdc.reverse_lag", st.lag_ms, self.max_lag_ms, self.reverse.alive(), error)
+            if reverse.outcome is Outcome.PASS:
+                self._maybe_check()
         dual = bool(self.store.get_flag("dual_write", False))
         letters = _dead_letter_count(self.plan) if dual and reverse is None else None
-        return [judge_rollback_safe(reverse, dual, letters)]
+        verdict = judge_rollback_safe(reverse, dual, letters)
+        if reverse is not None and verdict.outcome is Outcome.PASS and self.row_check is not None:
+            return [judge_row_check(verdict, self.row_check)]
+        return [verdict]
+
+    def _maybe_check(self) -> None:
+        """Start a row check on a worker thread unless one runs or one started within the interval."""
+        if self.reverse is None or (self._worker is not None and self._worker.is_alive()):
+            return
+        mono = time.monotonic()
+        if mono - self._started_at < self.interval:
+            return
+        self._started_at = mono
+        stream = self.reverse.stream
+
+        def work() -> None:
+            self.row_check = check_recent_keys(stream, self.keys_per_table, self.confirm_timeout)
+
+        self._worker = threading.Thread(target=work, name=f"rollback-safe-{stream.stream}", daemon=True)
+        self._worker.start()
+
+    def wait_check(self, timeout: float) -> RowCheck | None:
+        """The running row check's result (tests; the controller never waits)."""
+        if self._worker is not None:
+            self._worker.join(timeout)
+        return self.row_check
+
+
+# ---------------------------------------------------------------------- rollback_safe: row diff of recent keys
+
+
+@dataclass(frozen=True)
+class KeyDivergence:
+    table: str  # the stable (reverse target) table
+    key: tuple[Any, ...]
+    problem: str  # "changed" | "missing in stable" | "only in stable"
+    columns: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        key = ", ".join(repr(v) for v in self.key)
+        cols = f": column(s) {', '.join(self.columns)}" if self.columns else ""
+        return f"{self.table} key ({key}) {self.problem}{cols}"
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """One row diff of the reverse stream's recent keys: candidate (its source) vs stable (its target)."""
+
+    outcome: Outcome  # PASS: the settled keys match; FAIL: divergences; INCONCLUSIVE: unreachable / unconfirmed
+    checked: int
+    divergences: tuple[KeyDivergence, ...] = ()
+    detail: str = ""
+    at: float = 0.0
+    pending: int = 0  # keys applied after the stream last caught up: checked by a later evaluation
+
+
+def judge_row_check(lag: Verdict, check: RowCheck) -> Verdict:
+    """Pure: the rollback_safe verdict once reverse lag passed, given the latest recent-keys row check."""
+    gate = "rollback_safe"
+    numbers = {**lag.numbers, "keys_checked": float(check.checked), "keys_pending": float(check.pending)}
+    if check.outcome is Outcome.FAIL:
+        shown = "; ".join(d.describe() for d in check.divergences[:5])
+        more = f" (+{len(check.divergences) - 5} more)" if len(check.divergences) > 5 else ""
+        numbers["keys_diverged"] = float(len(check.divergences))
+        return Verdict(gate, Outcome.FAIL, f"stable differs from candidate after reverse CDC caught up: {shown}{more}",
+                       numbers)
+    if check.outcome is Outcome.INCONCLUSIVE:
+        return Verdict(gate, Outcome.INCONCLUSIVE, f"recent-keys row diff: {check.detail}", numbers)
+    return Verdict(gate, Outcome.PASS, f"{lag.reason}; {check.checked} recently applied key(s) identical", numbers)
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _literal(value: Any, engines: set[str]) -> str | None:
+    """``value`` as SQL text every engine in ``engines`` reads the same way; None when there is none."""
+    if value is None or isinstance(value, bytes | bytearray | memoryview):
+        return None
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float | decimal.Decimal):
+        return str(value)
+    text = value.isoformat(sep=" ") if isinstance(value, dt.datetime) else \
+        value.isoformat() if isinstance(value, dt.date | dt.time) else str(value)
+    if "\\" in text or "\x00" in text:
+        if "mysql" in engines and engines != {"mysql"}:
+            return None  # MySQL reads backslashes as escapes, the others do not
+        if "mysql" in engines:
+            text = text.replace("\\", "\\\\")
+    return "'" + text.replace("'", "''") + "'"
+
+
+def keys_where(columns: tuple[str, ...], keys: list[tuple[Any, ...]], engines: set[str]) -> str | None:
+    """A WHERE clause selecting ``keys`` that reads the same on both sides; None when none can be expressed."""
+    if len(engines) == 1:
+        quote_char = "`" if engines == {"mysql"} else '"'
+        names = [quote_char + c.replace(quote_char, quote_char * 2) + quote_char for c in columns]
+    elif all(_PLAIN_NAME.match(c) for c in columns):
+        names = list(columns)
+    else:
+        return None
+    terms = []
+    for key in keys:
+        lits = [_literal(v, engines) for v in key]
+        if any(lit is None for lit in lits):
+            continue
+        terms.append(" AND ".join(f"{n} = {lit}" for n, lit in zip(names, lits, strict=True)))
+    return " OR ".join(f"({t})" for t in terms) if terms else None
+
+
+def check_recent_keys(stream: CdcStream, limit: int, confirm_timeout: float = 10.0) -> RowCheck:
+    """Row-diff (``rowdiff.diff_tables``) the keys ``stream`` applied before it last caught up, at most
+    ``limit`` per table, between its source (candidate) and its target (stable). A differing key counts
+    once the stream has caught up again after the diff and did not apply that key meanwhile (otherwise
+    the difference was a write still on its way)."""
+    from switchover.data.rowdiff import TableSpec, diff_tables
+
+    settled = stream.recent.settled(limit)
+    pending = stream.recent.pending()
+    pairs = {p.target.name: p for p in stream.pairs.values()}
+    engines = {stream.src_url.engine, stream.dst_url.engine}
+    started = time.time()
+    checked = 0
+    suspects: list[KeyDivergence] = []
+    for table, keys in sorted(settled.items()):
+        pair = pairs.get(table)
+        if pair is None or tuple(pair.source_key) != tuple(pair.target_key):
+            continue  # a renamed key column: no WHERE reads the same on both sides
+        where = keys_where(tuple(pair.source_key), [k for k, _ in keys], engines)
+        if where is None:
+            continue
+        spec = TableSpec(pair.source.name, key=tuple(pair.source_key), target_name=table, where=where,
+                         columns=tuple(c for c in pair.source_columns if c in set(pair.target_columns)))
+        try:
+            result = diff_tables(stream.src_url, stream.dst_url, spec)
+        except Exception as exc:  # unreachable database, dropped table: not a verdict on the data
+            return RowCheck(Outcome.INCONCLUSIVE, checked, detail=redact(f"{table}: {exc}"), at=started,
+                            pending=pending)
+        checked += len(keys)
+        suspects += [KeyDivergence(table, tuple(k), "missing in stable") for k in result.missing]
+        suspects += [KeyDivergence(table, tuple(k), "only in stable") for k in result.extra]
+        suspects += [KeyDivergence(table, tuple(r.key), "changed", tuple(c.column for c in r.columns))
+                     for r in result.changed]
+    if not suspects:
+        return RowCheck(Outcome.PASS, checked, at=started, pending=pending)
+    # Confirm: the stream catches up past the diff, and did not re-apply the key since it started.
+    diffed = time.time()
+    deadline = time.monotonic() + confirm_timeout
+    while (stream.recent.caught_up_at or 0.0) <= diffed and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if (stream.recent.caught_up_at or 0.0) <= diffed:
+        return RowCheck(Outcome.INCONCLUSIVE, checked, detail=f"{len(suspects)} key(s) differ, reverse stream "
+                        "has not caught up since to confirm", at=started, pending=pending)
+    # A key the diff read back typed (42) was recorded as the change carried it ('42'): match by text.
+    confirmed = [s for s in suspects if (stream.recent.applied_at(s.table, s.key) or 0.0) < started]
+    if confirmed:
+        return RowCheck(Outcome.FAIL, checked, tuple(confirmed), at=started, pending=pending)
+    return RowCheck(Outcome.PASS, checked, detail="differences were writes in flight", at=started, pending=pending)
 
 
 def _dead_letter_count(plan: Plan) -> int | None:
