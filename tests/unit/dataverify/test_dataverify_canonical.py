@@ -92,6 +92,6 @@ def test_sqlite_md5_functions_match_the_servers_formula() -> None:
 
     conn = sqlite3.connect(":memory:")
     SQLite().prepare(conn)
-    # PostgreSQL: ('x' || substr(md5('abc'), 1, 15))::bit(60)::bigint; md5('abc') = 900150983cd24fb0...
+    # PostgreSQL: ('x' || md5('abc'))::bit(60)::bigint (the first 15 hex digits); md5('abc') = 900150983cd24fb0...
     assert conn.execute("SELECT sw_md5_60('abc')").fetchone()[0] == int("900150983cd24fb", 16)
     assert conn.execute("SELECT sw_xor60(v) FROM (SELECT 5 AS v UNION ALL SELECT 3)").fetchone()[0] == 6
