@@ -21,6 +21,7 @@ from typing import Any
 
 from switchover.errors import UserError
 from switchover.secrets import redact_obj
+from switchover.sqlite_wal import open_shared
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -84,14 +85,7 @@ class StateStore:
 
     def __init__(self, url: str, base_dir: Path | None = None) -> None:
         self.path = sqlite_path(url, base_dir)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise UserError(f"state store {self.path}: {exc}") from None
+        self._db = open_shared(self.path, _SCHEMA, "state store")
 
     def close(self) -> None:
         self._db.close()

@@ -115,17 +115,7 @@ PROVIDERS: dict[str, str] = {
 
 def provider_for(plan: Plan) -> MetricsProvider:
     """The MetricsProvider the plan's ``metrics.provider`` names (UserError when not available)."""
-    import importlib
+    from switchover.registry import build
 
-    from switchover.errors import UserError
-
-    target = PROVIDERS.get(plan.metrics.provider)
-    if target is None:
-        raise UserError(f"metrics.provider: unknown provider {plan.metrics.provider!r}; known: {', '.join(PROVIDERS)}")
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise UserError(f"metrics.provider {plan.metrics.provider!r} is not available in this build: {exc}") from None
-    provider: MetricsProvider = getattr(module, class_name)(plan)
+    provider: MetricsProvider = build(PROVIDERS, plan.metrics.provider, "metrics.provider", plan)
     return provider

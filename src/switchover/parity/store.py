@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from switchover.errors import UserError
 from switchover.parity.budget import OVERFLOW, EndpointCount, FieldCount, Signature, Tally
 from switchover.parity.compare import Comparison
+from switchover.sqlite_wal import open_shared
 
 if TYPE_CHECKING:
     from switchover.plan import Plan
@@ -57,14 +58,7 @@ class MismatchStore:
         self.path = Path(path)
         self.keep = samples
         self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise UserError(f"parity store {self.path}: {exc}") from None
+        self._db = open_shared(self.path, _SCHEMA, "parity store")
 
     @classmethod
     def for_plan(cls, plan: Plan) -> MismatchStore:

@@ -8,10 +8,10 @@ with a ``UserError``.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from switchover.errors import UserError
+from switchover.registry import build
 
 if TYPE_CHECKING:
     from switchover.plan import Plan
@@ -46,15 +46,7 @@ ROUTERS: dict[str, str] = {
 
 def router_for(plan: Plan) -> Router:
     """The Router the plan's `traffic.driver` names."""
-    target = ROUTERS.get(plan.traffic.driver)
-    if target is None:
-        raise UserError(f"traffic.driver: unknown router {plan.traffic.driver!r}; known: {', '.join(ROUTERS)}")
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise UserError(f"traffic.driver {plan.traffic.driver!r} is not available: {exc}") from None
-    router: Router = getattr(module, class_name)(plan)
+    router: Router = build(ROUTERS, plan.traffic.driver, "traffic.driver", plan)
     return router
 
 
