@@ -2,7 +2,11 @@
 
 SQLite by default (``sqlite:///path``, relative paths resolved against the plan's folder), in WAL
 mode so that operator commands, the controller and application libraries (dual-write flag) can
-share it. Events are rows ``(run_id, seq, at, kind, actor, payload)``; a run's state is a fold.
+share it. PostgreSQL optional (``postgresql://...``, tables in the schema named by ``?schema=``,
+default ``switchover``), for teams whose operators and controller do not share a disk.
+Events are rows ``(run_id, seq, at, kind, actor, payload)``; a run's state is a fold. The SQL is
+the same on both (``ON CONFLICT`` upserts); the two backends in ``store_db`` differ only in how
+they connect and serialise writers.
 """
 
 from __future__ import annotations
@@ -11,32 +15,13 @@ import getpass
 import json
 import os
 import socket
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from switchover.errors import UserError
+from switchover.engine.store_db import StoreDb, open_store_db
 from switchover.secrets import redact_obj
-from switchover.sqlite_wal import open_shared
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  run_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
-  kind TEXT NOT NULL, actor TEXT NOT NULL, payload TEXT NOT NULL,
-  UNIQUE (run_id, seq)
-);
-CREATE TABLE IF NOT EXISTS locks (
-  name TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
-  acquired_at REAL NOT NULL, heartbeat REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS flags (name TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL, actor TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints (key TEXT PRIMARY KEY, value TEXT NOT NULL, at REAL NOT NULL);
-"""
 
 
 def whoami() -> str:
@@ -71,34 +56,18 @@ class LockHolder:
     heartbeat: float
 
 
-def sqlite_path(url: str, base_dir: Path | None = None) -> Path:
-    if not url.startswith("sqlite:///"):
-        raise UserError(f"state: only sqlite:///PATH stores are supported here, got {url!r}")
-    path = Path(url[len("sqlite:///"):])
-    if not path.is_absolute():
-        path = (base_dir or Path.cwd()) / path
-    return path
-
-
 class StateStore:
     """One plan's journal, lock, flags and checkpoints. Safe to open from several processes."""
 
     def __init__(self, url: str, base_dir: Path | None = None) -> None:
-        self.path = sqlite_path(url, base_dir)
-        self._db = open_shared(self.path, _SCHEMA, "state store")
+        self._db: StoreDb = open_store_db(url, base_dir)
+        self.path = self._db.where  # a file path, or the redacted URL and schema of a PostgreSQL store
 
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> Any:
+        return self._db.tx()
 
     # ---------------------------------------------------------------- journal
 
@@ -144,8 +113,10 @@ class StateStore:
                 alive = current.heartbeat > now - stale_after and (current.host != host or pid_alive(current.pid))
                 if alive and not (current.host == host and current.pid == os.getpid()):
                     return current
-            db.execute("INSERT OR REPLACE INTO locks (name, holder, pid, host, acquired_at, heartbeat) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (name, holder, os.getpid(), host, now, now))
+            db.execute("INSERT INTO locks (name, holder, pid, host, acquired_at, heartbeat) VALUES (?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, pid = excluded.pid, "
+                       "host = excluded.host, acquired_at = excluded.acquired_at, heartbeat = excluded.heartbeat",
+                       (name, holder, os.getpid(), host, now, now))
         return None
 
     def heartbeat(self, name: str) -> None:
@@ -162,7 +133,8 @@ class StateStore:
     # ---------------------------------------------------------------- flags and checkpoints
 
     def set_flag(self, name: str, value: Any, actor: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO flags (name, value, at, actor) VALUES (?, ?, ?, ?)",
+        self._db.execute("INSERT INTO flags (name, value, at, actor) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                         "SET value = excluded.value, at = excluded.at, actor = excluded.actor",
                          (name, json.dumps(value), time.time(), actor))
 
     def get_flag(self, name: str, default: Any = None) -> Any:
@@ -170,8 +142,8 @@ class StateStore:
         return json.loads(row[0]) if row else default
 
     def set_checkpoint(self, key: str, value: dict[str, Any]) -> None:
-        self._db.execute("INSERT OR REPLACE INTO checkpoints (key, value, at) VALUES (?, ?, ?)",
-                         (key, json.dumps(value, default=str), time.time()))
+        self._db.execute("INSERT INTO checkpoints (key, value, at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = excluded.value, at = excluded.at", (key, json.dumps(value, default=str), time.time()))
 
     def get_checkpoint(self, key: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT value FROM checkpoints WHERE key = ?", (key,)).fetchone()

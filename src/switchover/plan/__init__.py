@@ -49,7 +49,8 @@ class Plan(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     stable: Service
     candidate: Service
-    state: str | None = Field(None, description="journal store; default sqlite:///.switchover/<name>.db")
+    state: str | None = Field(None, description="journal store: sqlite:///PATH (default sqlite:///.switchover/<name>.db) "
+                                                "or postgresql://USER@HOST/DB?schema=NAME")
     controller: ControllerApi = ControllerApi()
     timeouts: Timeouts = Timeouts()
     traffic: Traffic = Traffic()
@@ -67,6 +68,13 @@ class Plan(Strict):
 
     # Where the plan came from, for messages and relative paths (not part of the file).
     source_path: str | None = Field(None, exclude=True)
+
+    @field_validator("state")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite:///", "postgresql://", "postgres://", "postgresql+")):
+            raise ValueError(f"expected sqlite:///PATH or postgresql://..., got {value!r}")
+        return value
 
     def step_list(self) -> list[AnyStep]:
         """The steps as models, in order (each entry is a one-key mapping in the file)."""

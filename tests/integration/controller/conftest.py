@@ -93,9 +93,9 @@ def make_stack(tmp_path: Path, notifications: Received) -> Iterator[Callable[...
     """Start v1, v2 (``v2_args``) and the proxy with the test plan; stopped at the end of the test."""
     contexts: list[Any] = []
 
-    def make(v2_args: tuple[str, ...] = (), **fields: Any) -> Stack:
+    def make(v2_args: tuple[str, ...] = (), plan_template: str = PLAN, **fields: Any) -> Stack:
         values = {**DEFAULTS, "hooklog": tmp_path / "hook.log", **fields}
-        ctx = stack(tmp_path, plan_template=PLAN, v2_args=v2_args, **values)
+        ctx = stack(tmp_path, plan_template=plan_template, v2_args=v2_args, **values)
         contexts.append(ctx)
         return ctx.__enter__()
 
