@@ -6,6 +6,11 @@ that also upserts the stream's position row in ``switchover_cdc_position``. Read
 at-least-once (a restart re-reads from the last confirmed position), the effect exactly-once: a
 transaction at or before the stored position is skipped by the reader, and each change is an upsert
 or delete by key, so replaying one changes nothing.
+
+Our own writes are marked so that a stream reading this database (reverse CDC) skips them instead of
+echoing them back: PostgreSQL by the session's replication origin (set by the stream), MySQL/MariaDB by
+the position row written in the same transaction (the binlog reader drops transactions that touch it),
+SQLite by an ``origin`` on the changelog rows the transaction produced (``cdc/sqlite.py``).
 """
 
 from __future__ import annotations
@@ -63,8 +68,9 @@ class Applier:
     """Writes transactions into the target. One per stream; not thread-safe."""
 
     def __init__(self, dst: Side, pairs: dict[str, TablePair], stream: str, *, mark_touched: bool = True,
-                 recent: RecentKeys | None = None) -> None:
+                 recent: RecentKeys | None = None, origin: str | None = None) -> None:
         self.dst, self.pairs, self.stream, self.mark_touched = dst, pairs, stream, mark_touched
+        self.origin = origin or f"sw_apply_{stream}"  # SQLite: what our changelog rows are marked with
         self.recent = recent  # told every key written or deleted, once committed (rollback_safe row diff)
         ensure_coordination_tables(dst)
         self._upserts = {t: upsert_sql(dst, p.target.name, p.target_columns, p.target_key) for t, p in pairs.items()}
@@ -96,6 +102,7 @@ class Applier:
         count = 0
         try:
             d.begin()
+            own_from = self._own_changes_start()
             for name in tables:  # sorted: two appliers never wait on each other in opposite order
                 apply_lock.acquire(d, name)
             written: list[tuple[str, list[Any]]] = []
@@ -112,6 +119,10 @@ class Applier:
             last = txns[-1]
             lag_ms = None if last.commit_at is None else max(0.0, (now - last.commit_at) * 1000.0)
             self._save_position(last.position, last.commit_at, now, lag_ms)
+            if own_from is not None:
+                from switchover.data.cdc.sqlite import mark_own_changes
+
+                mark_own_changes(d, own_from, self.origin)
             d.commit()
         except BaseException:
             d.rollback()
@@ -133,6 +144,14 @@ class Applier:
         return ApplyResult(len(txns), count, last.position, lags[-1] if lags else lag_ms, lags)
 
     # ------------------------------------------------------------------
+
+    def _own_changes_start(self) -> int | None:
+        """SQLite: the changelog's last id at the start of our transaction (None: no changelog here)."""
+        if self.dst.engine != "sqlite":
+            return None
+        from switchover.data.cdc.sqlite import own_changes_start
+
+        return own_changes_start(self.dst)
 
     def _guarded(self) -> frozenset[str]:
         """Target tables a backfill is copying now, re-read at most every GUARD_TTL seconds."""
