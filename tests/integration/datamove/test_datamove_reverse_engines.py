@@ -129,6 +129,21 @@ def _no_ping_pong(pair: _Pair, stable: str, candidate: str, stable_id: int, cand
     assert _status(candidate, stable_id) == "candidate-updated"
 
 
+def _rollback_safe_passes(plan: Plan, pair: _Pair) -> None:
+    """The rollback_safe gate passes on reverse lag and on the row diff (candidate vs stable) of the keys
+    the reverse stream applied."""
+    gate = RollbackSafeGate(plan, StateStore(plan.state_url()), pair.rev_bg, max_lag_s=30, interval=0.0,
+                            confirm_timeout=5)
+    deadline = time.monotonic() + 30
+    verdict = gate.evaluate(time.time())[0]
+    while (gate.row_check is None or gate.row_check.checked < 2) and time.monotonic() < deadline:
+        gate.wait_check(15)
+        time.sleep(0.3)
+        verdict = gate.evaluate(time.time())[0]
+    assert verdict.outcome is Outcome.PASS, verdict
+    assert verdict.numbers["keys_checked"] >= 2 and "identical" in verdict.reason, verdict
+
+
 # ---------------------------------------------------------------------- PostgreSQL stable, MariaDB candidate
 
 
@@ -157,16 +172,7 @@ def test_datamove_rcdc_mariadb_candidate_no_echo_and_survives_rollback(
 
         _no_ping_pong(pair, stable, candidate, 5001, 6001)
 
-        # rollback_safe passes, row diff of the candidate's keys included (PostgreSQL vs MariaDB).
-        gate = RollbackSafeGate(plan, StateStore(plan.state_url()), pair.rev_bg, max_lag_s=30, interval=0.0)
-        deadline = time.monotonic() + 30
-        verdict = gate.evaluate(time.time())[0]
-        while (gate.row_check is None or gate.row_check.checked < 2) and time.monotonic() < deadline:
-            gate.wait_check(15)
-            time.sleep(0.3)
-            verdict = gate.evaluate(time.time())[0]
-        assert verdict.outcome is Outcome.PASS, verdict
-        assert verdict.numbers["keys_checked"] >= 2, verdict
+        _rollback_safe_passes(plan, pair)  # row diff of the candidate's keys: PostgreSQL vs MariaDB
     finally:
         pair.stop()
 
@@ -257,6 +263,7 @@ def test_datamove_rcdc_sqlite_candidate_no_echo_and_survives_rollback(tmp_path: 
         pair.settle()
         assert pair.rev.status.changes == 0, pair.rev.status
         _no_ping_pong(pair, stable, candidate, 5001, 6001)
+        _rollback_safe_passes(plan, pair)
     finally:
         pair.stop()
 

@@ -630,9 +630,13 @@ def _drain_marked(reverse: CdcStream, timeout: float) -> DrainReport:
             failure.append(exc)
 
     drained = reverse.drained(goal)
+    started_at = float("-inf")
     try:
         while not drained and time.monotonic() - t0 < timeout:
-            if (worker is None or not worker.is_alive()) and not reverse.consumer_alive():
+            # (Re)start our own reader while nobody reads the stream; after a failure, not more than every 2 s.
+            if (worker is None or not worker.is_alive()) and time.monotonic() - started_at >= 2.0 \
+                    and not reverse.consumer_alive():
+                started_at = time.monotonic()
                 worker = threading.Thread(target=run, name="reverse-drain", daemon=True)
                 worker.start()
             time.sleep(0.1)
