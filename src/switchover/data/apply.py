@@ -106,13 +106,23 @@ class Applier:
             for name in tables:  # sorted: two appliers never wait on each other in opposite order
                 apply_lock.acquire(d, name)
             written: list[tuple[str, list[Any]]] = []
+            # Consecutive statements with the same SQL (e.g. upserts of one table) are sent together.
+            run_sql = ""
+            run_rows: list[list[Any]] = []
             for txn in txns:
                 for change in txn.changes:
                     pair = self.pairs.get(change.table)
                     if pair is None:
                         continue
                     count += 1
-                    written.extend(self._apply_one(pair, change))
+                    for sql, params, key in self._statements(pair, change):
+                        if sql != run_sql:
+                            self._send(run_sql, run_rows)
+                            run_sql, run_rows = sql, []
+                        run_rows.append(params)
+                        if key is not None:
+                            written.append(key)
+            self._send(run_sql, run_rows)
             touched = [(t, key_text(k)) for t, k in written if t in guarded]
             if touched:
                 self._mark(touched)
@@ -165,27 +175,37 @@ class Applier:
             self._guard_read_at = now
         return self._guard
 
-    def _apply_one(self, pair: TablePair, change: Change) -> list[tuple[str, list[Any]]]:
-        """Apply one change; returns (target table, target key values) of every row written or deleted."""
+    def _statements(self, pair: TablePair, change: Change) -> list[tuple[str, list[Any], tuple[str, list[Any]] | None]]:
+        """One change as statements in order: (SQL, parameters, (target table, key) written or deleted)."""
         d, target = self.dst, pair.target.name
         if change.op == "truncate":
-            d.execute(f"DELETE FROM {d.q(target)}")
-            return []
-        out: list[tuple[str, list[Any]]] = []
+            return [(f"DELETE FROM {d.q(target)}", [], None)]
+        out: list[tuple[str, list[Any], tuple[str, list[Any]] | None]] = []
         old = self._target_key(pair, change.old_key) if change.old_key else None
         new_row = self._target_row(pair, change.row) if change.row else None
         new = [new_row[k] for k in pair.target_key] if new_row else None
         if old is not None and (change.op == "delete" or (new is not None and old != new)):
             where = " AND ".join(f"{d.q(k)} = {d.ph}" for k in pair.target_key)
-            d.execute(f"DELETE FROM {d.q(target)} WHERE {where}", old)
-            out.append((target, old))
+            out.append((f"DELETE FROM {d.q(target)} WHERE {where}", old, (target, old)))
         if change.op in ("insert", "update") and new_row is not None and new is not None:
             cols = [c for c in pair.target_columns if c in new_row]
             sql = self._upserts[change.table] if len(cols) == len(pair.target_columns) else \
                 upsert_sql(d, target, cols, pair.target_key)  # an update without unchanged TOASTed values
-            d.execute(sql, [new_row[c] for c in cols])
-            out.append((target, new))
+            out.append((sql, [new_row[c] for c in cols], (target, new)))
         return out
+
+    def _send(self, sql: str, rows: list[list[Any]]) -> None:
+        """Run ``sql`` for each of ``rows``, in order, in as few round trips as the driver allows: PyMySQL
+        sends an INSERT ... VALUES for many rows as one multi-row INSERT (rows apply in order, the last
+        upsert of a key wins), psycopg pipelines. Measured: one round trip per change capped a MariaDB
+        apply at ~4,000 changes/s, so a backlog (after a stall) took long to clear."""
+        if not rows:
+            return
+        if len(rows) == 1 or not rows[0]:
+            for params in rows:
+                self.dst.execute(sql, params)
+            return
+        self.dst.executemany(sql, rows)
 
     def _target_row(self, pair: TablePair, row: dict[str, Any]) -> dict[str, Any]:
         out = {}
