@@ -375,3 +375,32 @@ def test_datamove_rcdc_mariadb_marker_alone_is_not_a_change(my_db: str) -> None:
         reader.close()
         side.close()
 
+
+
+@pytest.mark.mariadb
+def test_datamove_rcdc_mariadb_missing_replication_grant_is_a_clear_error(my_db: str) -> None:
+    """Reverse CDC reads the candidate's binlog: a user without REPLICATION SLAVE gets told which
+    grant to add, before any stream starts (not a traceback from the reader's thread)."""
+    from switchover.data.cdc import mysql as mysql_cdc
+    from switchover.errors import UserError
+
+    database = my_db.rsplit("/", 1)[1]
+    admin = my_db.rsplit("/", 1)[0] + "/mysql"
+    _exec(admin, "DROP USER IF EXISTS 'rcdc_nogrant'@'127.0.0.1'",
+          "CREATE USER 'rcdc_nogrant'@'127.0.0.1'", f"GRANT ALL ON `{database}`.* TO 'rcdc_nogrant'@'127.0.0.1'")
+    try:
+        side = Side.open(my_db.replace("root@", "rcdc_nogrant@"), autocommit=True)
+        try:
+            with pytest.raises(UserError, match=r"missing REPLICATION SLAVE, REPLICATION CLIENT.*GRANT "
+                                                r"REPLICATION SLAVE, REPLICATION CLIENT ON \*\.\* TO 'rcdc_nogrant'"):
+                mysql_cdc.check_settings(side)
+        finally:
+            side.close()
+        _exec(admin, "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'rcdc_nogrant'@'127.0.0.1'")
+        side = Side.open(my_db.replace("root@", "rcdc_nogrant@"), autocommit=True)
+        try:
+            mysql_cdc.check_settings(side)  # enough now
+        finally:
+            side.close()
+    finally:
+        _exec(admin, "DROP USER IF EXISTS 'rcdc_nogrant'@'127.0.0.1'")
