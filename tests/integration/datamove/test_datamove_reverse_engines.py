@@ -404,3 +404,40 @@ def test_datamove_rcdc_mariadb_missing_replication_grant_is_a_clear_error(my_db:
             side.close()
     finally:
         _exec(admin, "DROP USER IF EXISTS 'rcdc_nogrant'@'127.0.0.1'")
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_datamove_rcdc_mariadb_drain_after_kill9_of_the_reverse_reader(
+        pg_pair: tuple[str, str], my_db: str, tmp_path: Path) -> None:
+    """The process streaming reverse CDC is killed -9 (a dead controller): its consumer lock goes with
+    its connection, so the drain sees no live reader, runs the stream itself, and the candidate's
+    writes reach stable."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    stable, candidate = pg_pair[0], my_db
+    _exec(stable, PG_DDL)
+    _exec(candidate, MY_DDL)
+    plan = _plan(tmp_path, stable, candidate)
+    rev = reverse_stream(plan, plan.data.tables if plan.data else [])
+    rev.prepare()
+    proc = subprocess.Popen([sys.executable, "-m", "switchover", "data", "cdc", candidate, stable,
+                             "--table", TABLE, "--stream", rev.stream, "--json"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _exec(candidate, f"INSERT INTO {TABLE} (id, customer, status) VALUES (1, 1, 'before-kill')")
+        wait_for(lambda: _status(stable, 1) == "before-kill", 30, "the reverse stream in its own process")
+        assert rev.consumer_alive()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    _exec(candidate, *[f"INSERT INTO {TABLE} (id, customer, status) VALUES ({i}, 3, 'after-kill')"
+                       for i in range(2, 12)])
+    store = StateStore(plan.state_url())
+    report = rollback_participant(plan, store, "oncall@test", timeout=60)
+    assert report["ok"], report
+    assert _count(stable, "status = 'after-kill'") == 10
+    assert not rev.consumer_alive()
