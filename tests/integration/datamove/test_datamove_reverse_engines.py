@@ -441,3 +441,56 @@ def test_datamove_rcdc_mariadb_drain_after_kill9_of_the_reverse_reader(
     assert report["ok"], report
     assert _count(stable, "status = 'after-kill'") == 10
     assert not rev.consumer_alive()
+
+
+@pytest.mark.postgres
+@pytest.mark.mariadb
+def test_datamove_rcdc_mariadb_candidate_plan_steps(pg_pair: tuple[str, str], my_db: str, tmp_path: Path) -> None:
+    """The plan steps with a MariaDB candidate: cdc (reverse: true) starts both streams, backfill copies
+    while they run (nothing echoed back), every gate passes once both are caught up, finalize stops
+    them, and the two databases hold the same rows."""
+    from switchover.data.move_tables import Side as _Side
+    from switchover.engine.steps.base import StepStatus
+    from switchover.engine.steps.movement import BackfillStep, CdcStep, FinalizeStep
+    from tests.integration.datamove.datamove_helpers import MY_ORDERS, fill_pg
+    from tests.integration.datamove.test_datamove_steps import Ctx
+    from tests.integration.datamove.test_datamove_steps import _plan as steps_plan
+
+    stable, candidate = pg_pair[0], my_db
+    fill_pg(stable, 5_000)
+    _exec(candidate, MY_ORDERS)
+    plan = steps_plan(tmp_path, stable, candidate)
+    ctx = Ctx(plan, StateStore(plan.state_url()))
+    steps = list(plan.step_list())
+    try:
+        assert CdcStep(steps[0]).run(ctx).status is StepStatus.DONE  # type: ignore[arg-type]
+        ctx.step_index = 1
+        assert BackfillStep(steps[1]).run(ctx).status is StepStatus.DONE  # type: ignore[arg-type]
+        reverse = ctx.backgrounds["cdc-reverse"]
+        time.sleep(1.0)
+        assert reverse.status()["changes"] == 0, reverse.status()  # the copy was not echoed back
+        _exec(stable, "UPDATE orders SET status = 'live' WHERE id = 7")
+        _exec(candidate, "INSERT INTO orders (id, customer, status) VALUES (777777, 1, 'from-candidate')")
+
+        def has(url: str, sql: str) -> bool:
+            side = _Side.open(url, autocommit=True)
+            try:
+                return bool(side.execute(sql))
+            finally:
+                side.close()
+
+        wait_for(lambda: has(stable, "SELECT 1 FROM orders WHERE id = 777777"), 30, "the reverse stream")
+        wait_for(lambda: has(candidate, "SELECT 1 FROM orders WHERE id = 7 AND status = 'live'"), 30, "forward")
+
+        def verdicts() -> list[object]:
+            return [v for g in ctx.gates for v in g.evaluate(time.time())]
+
+        wait_for(lambda: all(v.outcome is Outcome.PASS for v in verdicts()), 30,  # type: ignore[attr-defined]
+                 lambda: str(verdicts()))
+        assert reverse.status()["changes"] == 1
+        ctx.step_index = 3
+        assert FinalizeStep(steps[3]).run(ctx).status is StepStatus.DONE  # type: ignore[arg-type]
+    finally:
+        for bg in ctx.backgrounds.values():
+            bg.stop()
+    assert_identical(stable, candidate)
