@@ -6,6 +6,11 @@ that also upserts the stream's position row in ``switchover_cdc_position``. Read
 at-least-once (a restart re-reads from the last confirmed position), the effect exactly-once: a
 transaction at or before the stored position is skipped by the reader, and each change is an upsert
 or delete by key, so replaying one changes nothing.
+
+Our own writes are marked so that a stream reading this database (reverse CDC) skips them instead of
+echoing them back: PostgreSQL by the session's replication origin (set by the stream), MySQL/MariaDB by
+the position row written in the same transaction (the binlog reader drops transactions that touch it),
+SQLite by an ``origin`` on the changelog rows the transaction produced (``cdc/sqlite.py``).
 """
 
 from __future__ import annotations
@@ -63,8 +68,9 @@ class Applier:
     """Writes transactions into the target. One per stream; not thread-safe."""
 
     def __init__(self, dst: Side, pairs: dict[str, TablePair], stream: str, *, mark_touched: bool = True,
-                 recent: RecentKeys | None = None) -> None:
+                 recent: RecentKeys | None = None, origin: str | None = None) -> None:
         self.dst, self.pairs, self.stream, self.mark_touched = dst, pairs, stream, mark_touched
+        self.origin = origin or f"sw_apply_{stream}"  # SQLite: what our changelog rows are marked with
         self.recent = recent  # told every key written or deleted, once committed (rollback_safe row diff)
         ensure_coordination_tables(dst)
         self._upserts = {t: upsert_sql(dst, p.target.name, p.target_columns, p.target_key) for t, p in pairs.items()}
@@ -96,22 +102,37 @@ class Applier:
         count = 0
         try:
             d.begin()
+            own_from = self._own_changes_start()
             for name in tables:  # sorted: two appliers never wait on each other in opposite order
                 apply_lock.acquire(d, name)
             written: list[tuple[str, list[Any]]] = []
+            # Consecutive statements with the same SQL (e.g. upserts of one table) are sent together.
+            run_sql = ""
+            run_rows: list[list[Any]] = []
             for txn in txns:
                 for change in txn.changes:
                     pair = self.pairs.get(change.table)
                     if pair is None:
                         continue
                     count += 1
-                    written.extend(self._apply_one(pair, change))
+                    for sql, params, key in self._statements(pair, change):
+                        if sql != run_sql:
+                            self._send(run_sql, run_rows)
+                            run_sql, run_rows = sql, []
+                        run_rows.append(params)
+                        if key is not None:
+                            written.append(key)
+            self._send(run_sql, run_rows)
             touched = [(t, key_text(k)) for t, k in written if t in guarded]
             if touched:
                 self._mark(touched)
             last = txns[-1]
             lag_ms = None if last.commit_at is None else max(0.0, (now - last.commit_at) * 1000.0)
             self._save_position(last.position, last.commit_at, now, lag_ms)
+            if own_from is not None:
+                from switchover.data.cdc.sqlite import mark_own_changes
+
+                mark_own_changes(d, own_from, self.origin)
             d.commit()
         except BaseException:
             d.rollback()
@@ -134,6 +155,14 @@ class Applier:
 
     # ------------------------------------------------------------------
 
+    def _own_changes_start(self) -> int | None:
+        """SQLite: the changelog's last id at the start of our transaction (None: no changelog here)."""
+        if self.dst.engine != "sqlite":
+            return None
+        from switchover.data.cdc.sqlite import own_changes_start
+
+        return own_changes_start(self.dst)
+
     def _guarded(self) -> frozenset[str]:
         """Target tables a backfill is copying now, re-read at most every GUARD_TTL seconds."""
         if not self.mark_touched:
@@ -146,27 +175,37 @@ class Applier:
             self._guard_read_at = now
         return self._guard
 
-    def _apply_one(self, pair: TablePair, change: Change) -> list[tuple[str, list[Any]]]:
-        """Apply one change; returns (target table, target key values) of every row written or deleted."""
+    def _statements(self, pair: TablePair, change: Change) -> list[tuple[str, list[Any], tuple[str, list[Any]] | None]]:
+        """One change as statements in order: (SQL, parameters, (target table, key) written or deleted)."""
         d, target = self.dst, pair.target.name
         if change.op == "truncate":
-            d.execute(f"DELETE FROM {d.q(target)}")
-            return []
-        out: list[tuple[str, list[Any]]] = []
+            return [(f"DELETE FROM {d.q(target)}", [], None)]
+        out: list[tuple[str, list[Any], tuple[str, list[Any]] | None]] = []
         old = self._target_key(pair, change.old_key) if change.old_key else None
         new_row = self._target_row(pair, change.row) if change.row else None
         new = [new_row[k] for k in pair.target_key] if new_row else None
         if old is not None and (change.op == "delete" or (new is not None and old != new)):
             where = " AND ".join(f"{d.q(k)} = {d.ph}" for k in pair.target_key)
-            d.execute(f"DELETE FROM {d.q(target)} WHERE {where}", old)
-            out.append((target, old))
+            out.append((f"DELETE FROM {d.q(target)} WHERE {where}", old, (target, old)))
         if change.op in ("insert", "update") and new_row is not None and new is not None:
             cols = [c for c in pair.target_columns if c in new_row]
             sql = self._upserts[change.table] if len(cols) == len(pair.target_columns) else \
                 upsert_sql(d, target, cols, pair.target_key)  # an update without unchanged TOASTed values
-            d.execute(sql, [new_row[c] for c in cols])
-            out.append((target, new))
+            out.append((sql, [new_row[c] for c in cols], (target, new)))
         return out
+
+    def _send(self, sql: str, rows: list[list[Any]]) -> None:
+        """Run ``sql`` for each of ``rows``, in order, in as few round trips as the driver allows: PyMySQL
+        sends an INSERT ... VALUES for many rows as one multi-row INSERT (rows apply in order, the last
+        upsert of a key wins), psycopg pipelines. Measured: one round trip per change capped a MariaDB
+        apply at ~4,000 changes/s, so a backlog (after a stall) took long to clear."""
+        if not rows:
+            return
+        if len(rows) == 1 or not rows[0]:
+            for params in rows:
+                self.dst.execute(sql, params)
+            return
+        self.dst.executemany(sql, rows)
 
     def _target_row(self, pair: TablePair, row: dict[str, Any]) -> dict[str, Any]:
         out = {}

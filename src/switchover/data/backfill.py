@@ -137,6 +137,12 @@ class Backfill:
             self._origin = f"{APPLY_ORIGIN_PREFIX}bf_{self.target}"[:60]
             ensure_origin(self.dst, self._origin)
             self.dst.commit()
+        elif self.dst.engine == "mysql":
+            # The same for MySQL/MariaDB: a marker row in every chunk's transaction (cdc/mysql.py).
+            from switchover.data.cdc.mysql import ensure_origin_table
+
+            ensure_origin_table(self.dst)
+            self.dst.commit()
         reader_src = Side(self.src.url, autocommit=True)
         q: queue.Queue[Any] = queue.Queue(maxsize=2)
         reader = threading.Thread(target=self._reader, args=(reader_src, status.last_key, q),
@@ -337,7 +343,9 @@ class Backfill:
         cols = ", ".join(d.q(c) for c in self.pair.target_columns)
         try:
             d.begin()
+            own_from = self._own_changes_start()
             if isinstance(chunk.data, bytes) and not self._cdc_guard and self._load_direct(chunk.data, chunk.rows):
+                self._mark_own(own_from)
                 d.commit()
                 return
             # TRUNCATE: emptying by DELETE costs as much as loading (row by row, with undo).
@@ -353,6 +361,7 @@ class Backfill:
                 d.executemany(f"INSERT INTO {STAGING} ({cols}) VALUES ({marks})", chunk.data)
             apply_lock.acquire(d, self.target)
             d.execute(self._merge_sql(), (self.target,) if self._cdc_guard else ())
+            self._mark_own(own_from)
             d.commit()
         except BaseException:
             d.rollback()
@@ -361,6 +370,26 @@ class Backfill:
             if d.engine == "mysql":
                 with contextlib.suppress(Exception):  # the session is gone: its named lock went with it
                     apply_lock.release(d, self.target)
+
+    def _own_changes_start(self) -> int | None:
+        if self.dst.engine != "sqlite":
+            return None
+        from switchover.data.cdc.sqlite import own_changes_start
+
+        return own_changes_start(self.dst)
+
+    def _mark_own(self, own_from: int | None) -> None:
+        """Mark the chunk's writes as ours, so a reverse stream reading the target skips them (loop
+        prevention; PostgreSQL does it with the session's replication origin)."""
+        origin = f"sw_apply_bf_{self.target}"[:100]
+        if self.dst.engine == "mysql":
+            from switchover.data.cdc.mysql import mark_origin
+
+            mark_origin(self.dst, origin)
+        elif own_from is not None:
+            from switchover.data.cdc.sqlite import mark_own_changes
+
+            mark_own_changes(self.dst, own_from, origin)
 
     def _merge_sql(self) -> str:
         d, cols = self.dst, ", ".join(self.dst.q(c) for c in self.pair.target_columns)

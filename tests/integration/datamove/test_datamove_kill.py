@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +89,9 @@ def test_datamove_kill9_mid_cdc_resumes_exactly_once(pg_pair: tuple[str, str], t
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=30)
-    time.sleep(0.5)  # changes keep arriving while CDC is down
+    # Changes keep arriving while CDC is down (counted, not timed: a faster apply reaches 150 sooner).
+    down_at = writer.done
+    wait_for(lambda: writer.done >= max(301, down_at + 50), 60, "writes while CDC is down")
     proc2 = subprocess.Popen(cdc_argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         writes = writer.stop()

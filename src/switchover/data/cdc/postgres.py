@@ -189,7 +189,9 @@ class PgReader:
                 select.select([self._cur], [], [], min(left, 0.5))
                 continue
             txn = self._decoder.feed(msg.payload)
-            if txn is not None and lsn_int(txn.position) > self._after:
+            # Our own appliers' transactions arrive emptied (loop prevention): nothing to apply, and no
+            # position write either (that would be a write of its own); ``confirm_idle`` moves the slot past.
+            if txn is not None and txn.changes and lsn_int(txn.position) > self._after:
                 out.append(txn)
         return out
 

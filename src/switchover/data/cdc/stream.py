@@ -4,6 +4,18 @@
 SQLite: triggers). Call it before the backfill reads anything: that is what closes the
 backfill/CDC race. ``run(stop)`` then polls, applies each batch in one target transaction with
 the position, confirms the position to the source, and repeats until ``stop`` is set.
+
+Loop prevention, so that a forward and a reverse stream can run on the same tables at once: each
+applier marks its own writes in the target and each reader skips what is marked. PostgreSQL: the
+session's replication origin (``sw_apply_*``; pgoutput names it, the decoder drops the transaction).
+MySQL/MariaDB: the stream's position row, written in the same transaction, is the marker (the binlog
+reader drops transactions touching it). SQLite: the changelog rows of our own transaction get an
+``origin`` (the reader skips them).
+
+Draining (rollback): ``request_drain`` notes where the source's change log ends and writes a marker
+after it; ``drained(goal)`` says whether the position stored in the target has reached it (the marker
+moves it there even when nothing after the goal is for this stream). ``consumer_alive`` says whether
+some process is reading the stream now. PostgreSQL drains through its slot instead (``movement.py``).
 """
 
 from __future__ import annotations
@@ -130,7 +142,7 @@ class CdcStream:
         if self.src_url.engine == "sqlite":
             from switchover.data.cdc.sqlite import SqliteReader
 
-            return SqliteReader(Side(self.src_url), [r.source for r in self.routes], after)
+            return SqliteReader(Side(self.src_url), [r.source for r in self.routes], after, self.stream)
         from switchover.data.cdc.mysql import MysqlReader
 
         return MysqlReader(self.src_url, {t: p.source for t, p in self._pairs.items()}, after, self.stream)
@@ -150,7 +162,8 @@ class CdcStream:
                 from switchover.data.cdc.postgres import ensure_origin
 
                 ensure_origin(dst, origin)
-            applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched, recent=self.recent)
+            applier = Applier(dst, self._pairs, self.stream, mark_touched=self.mark_touched, recent=self.recent,
+                              origin=origin)
             after = applier.position()
             reader = self._reader(after)
             if self.debezium_out is not None:
@@ -212,6 +225,56 @@ class CdcStream:
     def _set(self, **changes: Any) -> None:
         with self._lock:
             self.status = replace(self.status, **changes)
+
+    # ------------------------------------------------------------------ draining (rollback)
+
+    def request_drain(self) -> str:
+        """Where the source's change log ends now (MySQL binlog file:pos, SQLite changelog id), with a
+        drain marker written after it. PostgreSQL streams drain through their slot instead."""
+        src = Side(self.src_url, autocommit=True)
+        try:
+            if src.engine == "mysql":
+                from switchover.data.cdc import mysql
+
+                return mysql.request_drain(src, self.stream)
+            if src.engine == "sqlite":
+                from switchover.data.cdc import sqlite
+
+                return sqlite.request_drain(src)
+            raise UserError(f"cdc: request_drain is for MySQL and SQLite sources, not {src.engine}")
+        finally:
+            src.close()
+
+    def drained(self, goal: str) -> bool:
+        """The position stored in the target has reached ``goal`` (from ``request_drain``)."""
+        stored = self.stored_position()
+        if stored is None or stored.get("position") is None:
+            return False
+        position = str(stored["position"])
+        if self.src_url.engine == "mysql":
+            from switchover.data.cdc.mysql import position_key
+
+            return position_key(position) >= position_key(goal)
+        return int(position) >= int(goal)
+
+    def consumer_alive(self) -> bool:
+        """Some process (a controller, a `data cdc`) is reading this stream now."""
+        src = Side(self.src_url, autocommit=True)
+        try:
+            if src.engine == "mysql":
+                from switchover.data.cdc import mysql
+
+                return mysql.consumer_alive(src, self.stream)
+            if src.engine == "sqlite":
+                from switchover.data.cdc import sqlite
+
+                return sqlite.consumer_alive(src, self.stream)
+            from switchover.data.cdc import postgres
+
+            info = postgres.slot_info(src, self.slot)
+            return bool(info and info.active)
+        finally:
+            src.close()
 
     # ------------------------------------------------------------------ reading state
 

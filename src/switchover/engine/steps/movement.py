@@ -573,8 +573,7 @@ def rollback_participant(plan: Plan, store: StateStore, actor: str, *, timeout: 
 
 def _drain(reverse: CdcStream, timeout: float) -> DrainReport:
     if reverse.src_url.engine != "postgresql":
-        return DrainReport(False, reverse.stream, 0.0, f"draining a reverse stream from {reverse.src_url.engine} "
-                           "is not supported yet")
+        return _drain_marked(reverse, timeout)
     from switchover.data.cdc import postgres
     from switchover.data.cdc.pgoutput import lsn_int, lsn_text
 
@@ -612,3 +611,44 @@ def _drain(reverse: CdcStream, timeout: float) -> DrainReport:
         return DrainReport(True, reverse.stream, waited, f"reverse stream drained to {target_lsn} in {waited:.1f}s")
     return DrainReport(False, reverse.stream, waited, f"reverse stream not drained after {timeout:.0f}s "
                        f"(at {lsn_text(flushed)}, needs {target_lsn})")
+
+
+def _drain_marked(reverse: CdcStream, timeout: float) -> DrainReport:
+    """MySQL/MariaDB or SQLite candidate: note where its change log ends and write a drain marker after
+    it; done once the position stored in stable has reached that point. Runs the stream here while no
+    other process reads it (the controller is dead, or stopped its streams for the rollback)."""
+    t0 = time.monotonic()
+    goal = reverse.request_drain()
+    stop = threading.Event()
+    worker: threading.Thread | None = None
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            reverse.run(stop)
+        except BaseException as exc:  # reported below; a live consumer may still finish the drain
+            failure.append(exc)
+
+    drained = reverse.drained(goal)
+    started_at = float("-inf")
+    try:
+        while not drained and time.monotonic() - t0 < timeout:
+            # (Re)start our own reader while nobody reads the stream; after a failure, not more than every 2 s.
+            if (worker is None or not worker.is_alive()) and time.monotonic() - started_at >= 2.0 \
+                    and not reverse.consumer_alive():
+                started_at = time.monotonic()
+                worker = threading.Thread(target=run, name="reverse-drain", daemon=True)
+                worker.start()
+            time.sleep(0.1)
+            drained = reverse.drained(goal)
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.join(timeout=15)
+    waited = time.monotonic() - t0
+    if drained:
+        return DrainReport(True, reverse.stream, waited, f"reverse stream drained to {goal} in {waited:.1f}s")
+    stored = reverse.stored_position() or {}
+    why = f"; last error: {redact(str(failure[-1]))}" if failure else ""
+    return DrainReport(False, reverse.stream, waited, f"reverse stream not drained after {timeout:.0f}s "
+                       f"(at {stored.get('position')}, needs {goal}){why}")
