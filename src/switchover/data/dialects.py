@@ -7,6 +7,7 @@ One class per engine behind one small interface (``Dialect``), picked by ``diale
 - ``encoded(expr, kind)``: that text made self-delimiting, NULL as its own token;
 - ``hash60(text)``: the first 60 bits of the MD5 of a text, as an unsigned integer;
 - ``agg60(expr, xor)``: a bucket's checksum of those (``bit_xor``, or ``sum`` where bit_xor is missing);
+- ``agg_md5(text, order)``: a bucket's checksum as one MD5 of its rows' texts concatenated in key order;
 - ``hash_bucket(text, n)``: a bucket in ``[0, n)`` from the MD5 of the key's text;
 - ``begin_snapshot(conn)``: a read-only, repeatable-read transaction so every pass sees one state.
 
@@ -23,6 +24,7 @@ from switchover.data.canonical import DELIMITED, NULL_TOKEN, Canon
 from switchover.data.types import ColumnType, Kind
 
 MOD60 = 1 << 60
+GROUP_CONCAT_MAX = 4294967295  # MySQL's and MariaDB's largest group_concat_max_len on every platform
 
 
 class Dialect:
@@ -74,6 +76,13 @@ class Dialect:
 
     def agg60(self, expr: str, xor: bool) -> str:
         return f"bit_xor({expr})" if xor else f"sum({expr})"
+
+    # One MD5 per bucket of its row texts in key order, instead of one per row: PostgreSQL's md5()
+    # costs about 0.7 us a call (a digest context per call) and the hex-to-integer conversions more;
+    # the per-bucket sort costs less (docs/performance-rowdiff.md). Row texts are self-delimiting,
+    # so equal concatenations mean equal rows. Only for keys that order alike on every engine (integers).
+    def agg_md5(self, text: str, order: str) -> str:
+        return f"md5(string_agg({text}, '' ORDER BY {order}))"
 
     def prepare(self, conn: Any) -> None:
         """Session settings for comparable output (UTC)."""
@@ -203,10 +212,16 @@ class MySQL(Dialect):
     def hash_bucket(self, text: str, buckets: int) -> str:
         return f"(CAST(CONV(LEFT(MD5({text}), 8), 16, 10) AS UNSIGNED) % {buckets})"
 
+    def agg_md5(self, text: str, order: str) -> str:
+        return f"MD5(GROUP_CONCAT({text} ORDER BY {order} SEPARATOR ''))"
+
     def prepare(self, conn: Any) -> None:
         with conn.cursor() as cur:
             # MySQL TIMESTAMP columns are shown in the session's zone: UTC makes them comparable.
             cur.execute("SET time_zone = '+00:00'")
+            # GROUP_CONCAT cuts its result at this length (1 MiB by default) with only a warning:
+            # a bucket's text must never be cut (rowdiff also checks the warning count)
+            cur.execute(f"SET SESSION group_concat_max_len = {GROUP_CONCAT_MAX}")
 
     def begin_snapshot(self, conn: Any) -> None:
         with conn.cursor() as cur:
@@ -232,6 +247,24 @@ class _Sum60:
 
     def finalize(self) -> int:
         return self.total
+
+
+class _OrderedMd5:
+    """MD5 of the texts concatenated in key order, as ``md5(string_agg(text, '' ORDER BY key))``."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, str]] = []
+
+    def step(self, key: Any, text: str | None) -> None:
+        if text is not None:
+            self.rows.append((key, text))
+
+    def finalize(self) -> str | None:
+        if not self.rows:
+            return None
+        # SQLite's own order of mixed storage classes: numbers, then text, then blobs
+        self.rows.sort(key=lambda r: (0 if isinstance(r[0], int | float) else 1 if isinstance(r[0], str) else 2, r[0]))
+        return hashlib.md5("".join(t for _, t in self.rows).encode("utf-8")).hexdigest()
 
 
 class _Xor60:
@@ -280,11 +313,15 @@ class SQLite(Dialect):
     def agg60(self, expr: str, xor: bool) -> str:
         return f"sw_xor60({expr})" if xor else f"sw_sum60({expr})"
 
+    def agg_md5(self, text: str, order: str) -> str:
+        return f"sw_md5_ordered({order}, {text})"
+
     def prepare(self, conn: Any) -> None:
         conn.create_function("sw_md5_60", 1, lambda t: _md5_prefix(t, 15), deterministic=True)
         conn.create_function("sw_md5_32", 1, lambda t: _md5_prefix(t, 8), deterministic=True)
         conn.create_aggregate("sw_sum60", 1, _Sum60)
         conn.create_aggregate("sw_xor60", 1, _Xor60)
+        conn.create_aggregate("sw_md5_ordered", 2, _OrderedMd5)
 
     def begin_snapshot(self, conn: Any) -> None:
         conn.execute("BEGIN")

@@ -16,11 +16,14 @@ How (chosen by measurement, see docs/performance-rowdiff.md): each database hash
 canonical text (``canonical.py``) itself, and both sides run concurrently in threads, each in a
 read-only repeatable-read snapshot.
 
-1. One pass of grouped checksums: ``GROUP BY bucket`` returns ``count, bit_xor(hash)`` (and the key's
+1. One pass of grouped checksums: ``GROUP BY bucket`` returns a count and a checksum (and the key's
    min/max) per bucket. A single integer key is bucketed by key range (``(id - lo) / width``) so
-   that drilling down is an index range scan; any other key (text, uuid, compound) by a hash of
-   the key's canonical text, which is immune to collation differences between engines. Gaps in
-   the key space cost nothing: empty buckets are never queried, they simply do not appear.
+   that drilling down is an index range scan, and the checksum is one MD5 of the bucket's row
+   texts in key order (``md5(string_agg(text, '' ORDER BY id))``); any other key (text, uuid,
+   compound) is bucketed by a hash of the key's canonical text, which is immune to collation
+   differences between engines, and its checksum is ``bit_xor`` of per-row hashes (no order
+   needed). Gaps in the key space cost nothing: empty buckets are never queried, they simply do
+   not appear.
 2. Buckets whose count or sum differ are drilled into: a small one (``leaf_rows``) is fetched as
    ``(key, row hash)`` pairs; a large one (skewed keys) is split again by its own min/max, so the
    buckets follow the key's actual distribution.
@@ -162,7 +165,7 @@ def jsonable(value: Any) -> Any:
 @dataclass
 class _Bucket:
     count: int
-    checksum: int
+    checksum: int | str | None  # None: unknown (a cut text), the bucket is drilled into
     low: Any = None
     high: Any = None
 
@@ -239,7 +242,13 @@ class _Side:
         return UserError(f"{self.role} {self.url.safe}, table {self.table_name}: query failed: {text}")
 
     def query(self, sql: str, params: Sequence[Any] = (), conn: Any = None) -> list[tuple[Any, ...]]:
+        return self.query_checked(sql, params, conn)[0]
+
+    def query_checked(self, sql: str, params: Sequence[Any] = (), conn: Any = None,
+                      ) -> tuple[list[tuple[Any, ...]], bool]:
+        """The rows, and whether MySQL warned that GROUP_CONCAT cut a text (code 1260)."""
         self.queries += 1
+        cut = False
         try:
             cur = (conn or self.conn).cursor()
             try:
@@ -248,13 +257,16 @@ class _Side:
                 else:  # no parameters: the pyformat drivers leave '%' (DATE_FORMAT) alone
                     cur.execute(sql)
                 rows = [tuple(r) for r in cur.fetchall()]
+                if getattr(cur, "warning_count", 0):
+                    cur.execute("SHOW WARNINGS")
+                    cut = any(int(w[1]) == 1260 for w in cur.fetchall())
             finally:
                 cur.close()
         except UserError:
             raise
         except Exception as exc:
             raise self._error(exc) from None
-        return rows
+        return rows, cut
 
     # -- SQL pieces, set by plan()
     def plan(self, key: list[Column], cols: list[Column], canons: list[Canon], where: str | None, xor: bool) -> None:
@@ -267,7 +279,8 @@ class _Side:
         # a column declared NOT NULL on this side needs no NULL token: its text is the same
         pieces = [d.pieces(expr, cn.kind, c.nullable) for expr, cn, c in zip(self.canon_sql, canons, cols, strict=True)]
         self.key_text = d.concat([p for part in pieces[: len(key)] for p in part])
-        self.row_hash = d.hash60(d.concat([p for part in pieces for p in part]))
+        self.row_text = d.concat([p for part in pieces for p in part])
+        self.row_hash = d.hash60(self.row_text)
         self.where = f"({where})" if where else None
 
     def filtered(self, *conds: str) -> str:
@@ -421,7 +434,7 @@ def _differing(left: dict[int, _Bucket], right: dict[int, _Bucket]) -> list[int]
     out = []
     for bucket in left.keys() | right.keys():
         x, y = left.get(bucket), right.get(bucket)
-        if x is None or y is None or x.count != y.count or x.checksum != y.checksum:
+        if x is None or y is None or x.count != y.count or x.checksum is None or x.checksum != y.checksum:
             out.append(bucket)
     return sorted(out)
 
@@ -439,7 +452,7 @@ def _range_pass(side: _Side, low: int, high: int, width: int, prog: _Progress | 
     k = side.key_sql[0]
     offset = f"CAST({k} AS BIGINT) - {low}" if side.dialect.engine == "postgresql" else f"{k} - {low}"
     bucket = _int_div(side, offset, width)
-    sql_head = (f"SELECT {bucket} AS b, count(*), {side.dialect.agg60(side.row_hash, side.xor)}, min({k}), max({k}) "
+    sql_head = (f"SELECT {bucket} AS b, count(*), {side.dialect.agg_md5(side.row_text, k)}, min({k}), max({k}) "
                 f"FROM {side.table_sql}")
     out: dict[int, _Bucket] = {}
     nbuckets = (high - low) // width + 1
@@ -447,10 +460,11 @@ def _range_pass(side: _Side, low: int, high: int, width: int, prog: _Progress | 
     ranges = [(low + first * width, min(high, low + (first + step) * width - 1)) for first in range(0, nbuckets, step)]
 
     def run(lo: int, hi: int, conn: Any) -> None:
-        rows = side.query(f"{sql_head}{side.filtered(f'{k} >= {lo}', f'{k} <= {hi}')} GROUP BY 1", conn=conn)
+        rows, cut = side.query_checked(f"{sql_head}{side.filtered(f'{k} >= {lo}', f'{k} <= {hi}')} GROUP BY 1",
+                                       conn=conn)
         done = 0
-        for bkt, count, total, kmin, kmax in rows:
-            out[int(bkt)] = _Bucket(int(count), int(total or 0) % MOD60, int(kmin), int(kmax))
+        for bkt, count, digest, kmin, kmax in rows:
+            out[int(bkt)] = _Bucket(int(count), None if cut else str(digest), int(kmin), int(kmax))
             done += int(count)
         if prog:
             prog.add(done)
