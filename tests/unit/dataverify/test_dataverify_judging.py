@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import decimal
+import hashlib
+import sqlite3
 
 import pytest
 
 from switchover.data.canonical import Canon
 from switchover.data.checks import CheckResult, CheckSpec, ChecksReport, compare, parse_check, relative_drift
+from switchover.data.dialects import SQLite
 from switchover.data.rowdiff import DiffResult, RowDiff, _Bucket, _differing, _merge
 from switchover.data.types import Kind
 from switchover.engine.steps.verify import judge_table
@@ -78,3 +81,18 @@ def test_differing_buckets_and_range_merge() -> None:
     right = {1: _Bucket(2, 10), 2: _Bucket(2, 12), 4: _Bucket(1, 5)}
     assert _differing(left, right) == [2, 3, 4]
     assert _merge([(1, 5), (6, 9), (20, 30), (25, 26)]) == [(1, 9), (20, 30)]
+    # a checksum that could not be computed (a cut text) never matches, even itself
+    assert _differing({1: _Bucket(2, None)}, {1: _Bucket(2, None)}) == [1]
+
+
+def test_sqlite_bucket_md5_is_in_key_order_whatever_the_scan_order() -> None:
+    # SQLite before 3.44 has no ORDER BY inside an aggregate: its bucket checksum sorts by key itself,
+    # giving what PostgreSQL's md5(string_agg(text, '' ORDER BY key)) gives
+    conn = sqlite3.connect(":memory:")
+    dialect = SQLite()
+    dialect.prepare(conn)
+    conn.execute("CREATE TABLE t (k INTEGER, v TEXT)")
+    rows = [(k, f"{k},") for k in (5, -3, 100, 7, 0)]
+    conn.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    got = conn.execute(f"SELECT {dialect.agg_md5('v', 'k')} FROM t").fetchone()[0]
+    assert got == hashlib.md5("".join(v for _, v in sorted(rows)).encode()).hexdigest()
