@@ -161,6 +161,9 @@ class Postgres(Dialect):
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
             cur.execute("SET extra_float_digits = 1")  # a double's text is its shortest exact form
+            # a bucket pass sorts a key range's rows (ORDER BY inside string_agg): in memory, not on disk
+            cur.execute("SELECT set_config('work_mem', '64MB', false)"
+                        " WHERE pg_size_bytes(current_setting('work_mem')) < 64 * 1024 * 1024")
         conn.commit()
         self.xor = conn.info.server_version >= 140000
 
