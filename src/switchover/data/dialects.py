@@ -85,6 +85,10 @@ class Dialect:
     def agg_md5(self, text: str, order: str) -> str:
         return f"md5(string_agg({text}, '' ORDER BY {order}))"
 
+    def table_bytes(self, conn: Any, name: str) -> int | None:
+        """The table's size on disk (statistics, no scan), None when unknown."""
+        return None
+
     def prepare(self, conn: Any) -> None:
         """Session settings for comparable output (UTC)."""
 
@@ -157,6 +161,12 @@ class Postgres(Dialect):
     def hash_bucket(self, text: str, buckets: int) -> str:
         return f"(('x' || md5({text}))::bit(32)::bigint % {buckets})"
 
+    def table_bytes(self, conn: Any, name: str) -> int | None:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_total_relation_size(to_regclass(%s))", (self.table(name),))
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
+
     def prepare(self, conn: Any) -> None:
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
@@ -228,6 +238,14 @@ class MySQL(Dialect):
 
     def agg_md5(self, text: str, order: str) -> str:
         return f"MD5(GROUP_CONCAT({text} ORDER BY {order} SEPARATOR ''))"
+
+    def table_bytes(self, conn: Any, name: str) -> int | None:
+        schema, _, table = name.rpartition(".")
+        with conn.cursor() as cur:
+            cur.execute("SELECT data_length FROM information_schema.tables WHERE table_name = %s"
+                        " AND table_schema = coalesce(%s, database())", (table, schema or None))
+            row = cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def prepare(self, conn: Any) -> None:
         with conn.cursor() as cur:

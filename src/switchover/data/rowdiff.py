@@ -336,10 +336,11 @@ def diff_tables(src: DbUrl, dst: DbUrl, table: TableSpec, *, options: DiffOption
             _plan_sides(a, b, key, columns, table.where, opts)
             _check_null_keys(pool, a, b, key)
             est = _estimate_rows(pool, a, b)
+            bucket_rows = _bucket_rows(pool, a, b, est, opts)
             workers = opts.workers if est >= 2 * ROWS_PER_CHUNK else 1  # helpers only where chunks are run
             _both(pool, lambda: a.begin(workers), lambda: b.begin(workers))
             ranged = _range_key(a, b, key)
-            found = _diff_ranges(pool, a, b, opts, prog, est) if ranged else None
+            found = _diff_ranges(pool, a, b, opts, prog, est, bucket_rows) if ranged else None
             if found is None:  # not a single integer key, or a key span too wide for BIGINT arithmetic
                 ranged = False
                 found = _diff_hashed(pool, a, b, opts, prog, est)
@@ -514,6 +515,22 @@ def _estimate_rows(pool: ThreadPoolExecutor, a: _Side, b: _Side) -> int:
     return max(1, est, rows_a, rows_b)
 
 
+# A range bucket's checksum is one MD5 of its rows' texts, built in the server's memory: wide rows
+# get fewer rows per bucket (the size on disk per row is only a hint: text may be compressed).
+BUCKET_TEXT_BYTES = 8 << 20
+
+
+def _bucket_rows(pool: ThreadPoolExecutor, a: _Side, b: _Side, est: int, opts: DiffOptions) -> int:
+    def size(side: _Side) -> int:
+        try:
+            return side.dialect.table_bytes(side.conn, side.table_name) or 0
+        except Exception:  # statistics are a hint: without them, the default bucket size
+            return 0
+
+    row_bytes = max(_both(pool, partial(size, a), partial(size, b))) // max(1, est)
+    return max(1, min(opts.bucket_rows, BUCKET_TEXT_BYTES // max(1, row_bytes)))
+
+
 ROWS_PER_CHUNK = 125_000
 
 # (key - low) must fit a signed BIGINT on every engine; wider key spans are bucketed by hash
@@ -521,7 +538,7 @@ MAX_SPAN = 1 << 62
 
 
 def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress, est: int,
-                 ) -> tuple[KeyMap, KeyMap, tuple[int, int]] | None:
+                 bucket_rows: int) -> tuple[KeyMap, KeyMap, tuple[int, int]] | None:
     def bounds(side: _Side) -> tuple[Any, ...]:
         k = side.key_sql[0]
         return side.query(f"SELECT min({k}), max({k}) FROM {side.table_sql}{side.filtered()}")[0]
@@ -545,7 +562,7 @@ def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions
     top = True
     while todo:
         low, high, rows = todo.pop()
-        width = max(1, -(-(high - low + 1) // max(1, rows // opts.bucket_rows)))
+        width = max(1, -(-(high - low + 1) // max(1, rows // bucket_rows)))
         left, right = _both(pool, partial(_range_pass, a, low, high, width, prog if top else None, chunks if top else 1),
                             partial(_range_pass, b, low, high, width, prog if top else None, chunks if top else 1))
         if top:
