@@ -257,9 +257,11 @@ class _Side:
                 else:  # no parameters: the pyformat drivers leave '%' (DATE_FORMAT) alone
                     cur.execute(sql)
                 rows = [tuple(r) for r in cur.fetchall()]
-                if getattr(cur, "warning_count", 0):
-                    cur.execute("SHOW WARNINGS")
-                    cut = any(int(w[1]) == 1260 for w in cur.fetchall())
+                warned = int(getattr(cur, "warning_count", 0) or 0)
+                if warned:
+                    cur.execute("SHOW WARNINGS")  # lists at most max_error_count (64) of them
+                    listed = cur.fetchall()
+                    cut = any(int(w[1]) == 1260 for w in listed) or warned > len(listed)
             finally:
                 cur.close()
         except UserError:
