@@ -79,7 +79,7 @@ class TableSpec:
 @dataclass(frozen=True)
 class DiffOptions:
     float_precision: int = 6  # decimals kept when either side is a float
-    bucket_rows: int = 256  # rows per checksum bucket in the grouped pass
+    bucket_rows: int = 128  # rows per checksum bucket in the grouped pass (fewer rows to fetch again)
     leaf_rows: int = 4096  # a differing bucket up to this size is fetched row by row
     fetch_batch: int = 500  # keys per query when fetching differing rows
     workers: int = 2  # connections per side for a big table's grouped pass (servers use more cores)
