@@ -9,6 +9,7 @@ One class per engine behind one small interface (``Dialect``), picked by ``diale
 - ``agg60(expr, xor)``: a bucket's checksum of those (``bit_xor``, or ``sum`` where bit_xor is missing);
 - ``agg_md5(text, order)``: a bucket's checksum as one MD5 of its rows' texts concatenated in key order;
 - ``hash_bucket(text, n)``: a bucket in ``[0, n)`` from the MD5 of the key's text;
+- ``table_bytes(conn, name)``: the table's size from the statistics, to size buckets of wide rows;
 - ``begin_snapshot(conn)``: a read-only, repeatable-read transaction so every pass sees one state.
 
 MD5 is computed by the database itself (PostgreSQL ``md5``, MySQL ``MD5``); SQLite has none, so
