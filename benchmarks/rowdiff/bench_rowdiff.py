@@ -1,12 +1,14 @@
 """Row diff benchmark: switchover vs reladiff on the same 1M-row table in PostgreSQL and MariaDB.
 
     .venv/bin/pip install -e '.[bench]'        # reladiff[mysql,postgresql]
-    .venv/bin/python benchmarks/rowdiff/bench_rowdiff.py [--rows 1000000] [--keep]
+    .venv/bin/python benchmarks/rowdiff/bench_rowdiff.py [--rows 1000000] [--keep] [--cli]
 
 Each tool runs in its own process (peak memory = that process's max RSS), on the same columns,
 alternating (``--repeat`` times, default 3); the output gives wall time, peak memory, whether each
 found exactly the planted differences, and the ratio of the two wall times in each pair of runs
 and their median (this machine is shared and noisy: ratios, not absolute times, are the result).
+With ``--cli``, the command line (``switchover data diff ... --json``) is also timed, from outside its
+process (interpreter start and imports included), against the same reladiff run.
 """
 
 from __future__ import annotations
@@ -38,6 +40,20 @@ def run_switchover(columns: tuple[str, ...]) -> dict[str, object]:
             "changed": {str(r.key[0]): sorted(c.column for c in r.columns) for r in result.changed}}
 
 
+def run_cli(columns: tuple[str, ...]) -> dict[str, object]:
+    """``switchover data diff`` in its own process; its wall time replaces the child's own."""
+    args = [sys.executable, "-m", "switchover", "data", "diff", PG_URL, MY_URL, "--table", TABLE, "-k", "id",
+            *[a for c in columns for a in ("-c", c)], "--json"]
+    started = time.perf_counter()
+    out = subprocess.run(args, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if out.returncode not in (0, 1):
+        raise RuntimeError(f"exit {out.returncode}: {out.stderr.strip()[-200:]}")
+    table = json.loads(out.stdout)["tables"][0]
+    return {"missing": [k[0] for k in table["missing"]], "extra": [k[0] for k in table["extra"]],
+            "changed": {str(r["key"][0]): sorted(r["columns"]) for r in table["changed"]}, "cli_seconds": seconds}
+
+
 def run_reladiff(columns: tuple[str, ...]) -> dict[str, object]:
     import reladiff
 
@@ -60,13 +76,17 @@ def run_reladiff(columns: tuple[str, ...]) -> dict[str, object]:
 def child(tool: str, columns: tuple[str, ...]) -> None:
     started = time.perf_counter()
     status = "ok"
+    runners = {"switchover": run_switchover, "switchover-cli": run_cli, "reladiff": run_reladiff}
     try:
-        found = run_switchover(columns) if tool == "switchover" else run_reladiff(columns)
+        found = runners[tool](columns)
     except Exception as exc:  # report, do not hide: a tool that stops is part of the result
         found = {"missing": [], "extra": [], "changed": {}}
         status = f"error: {type(exc).__name__}: {exc}"[:300]
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if tool == "switchover-cli":
+        seconds = float(found.pop("cli_seconds", seconds))  # type: ignore[arg-type]
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({"tool": tool, "seconds": seconds, "peak_mb": peak_mb, "status": status, **found}))
 
 
@@ -104,7 +124,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs of each tool (median ratio)")
     parser.add_argument("--keep", action="store_true", help="keep the tables (and reuse them next time)")
     parser.add_argument("--reuse", action="store_true", help="do not reload the tables")
-    parser.add_argument("--child", choices=["switchover", "reladiff"], help=argparse.SUPPRESS)
+    parser.add_argument("--cli", action="store_true", help="also time the command line, switchover data diff")
+    parser.add_argument("--child", choices=["switchover", "switchover-cli", "reladiff"], help=argparse.SUPPRESS)
     parser.add_argument("--columns", default=",".join(COLUMNS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -121,12 +142,14 @@ def main() -> None:
     for title, columns in scenarios:
         print(f"\n{title}: {', '.join(columns)}")
         ratios = []
+        cli_ratios = []
+        tools = ("switchover", "switchover-cli", "reladiff") if args.cli else ("switchover", "reladiff")
         for attempt in range(args.repeat):
             results = {}
-            for tool in ("switchover", "reladiff"):
+            for tool in tools:
                 data, ok, why = measure(tool, columns, args.rows, plant)
                 results[tool] = data
-                print(f"  {tool:10s} wall {data['seconds']:7.2f}s  peak {data['peak_mb']:7.1f} MiB  "
+                print(f"  {tool:14s} wall {data['seconds']:7.2f}s  peak {data['peak_mb']:7.1f} MiB  "
                       f"exact={'yes' if ok else 'NO'} ({why})  status={data['status']}")
             sw, rd = results["switchover"], results["reladiff"]
             if rd["status"] != "ok":
@@ -134,9 +157,14 @@ def main() -> None:
                 break
             ratios.append(rd["seconds"] / sw["seconds"])
             print(f"  ratio #{attempt + 1}: switchover {ratios[-1]:.1f}x faster than reladiff")
+            if args.cli:
+                cli_ratios.append(rd["seconds"] / results["switchover-cli"]["seconds"])
+                print(f"  ratio #{attempt + 1}: switchover data diff (command line) {cli_ratios[-1]:.1f}x faster")
         if ratios:
             print(f"  median ratio over {len(ratios)} alternating runs: {statistics.median(ratios):.1f}x "
                   f"({args.rows:,} rows)")
+        if cli_ratios:
+            print(f"  median ratio of the command line: {statistics.median(cli_ratios):.1f}x")
     if not args.keep:
         drop(TABLE)
 

@@ -16,11 +16,14 @@ How (chosen by measurement, see docs/performance-rowdiff.md): each database hash
 canonical text (``canonical.py``) itself, and both sides run concurrently in threads, each in a
 read-only repeatable-read snapshot.
 
-1. One pass of grouped checksums: ``GROUP BY bucket`` returns ``count, bit_xor(hash)`` (and the key's
+1. One pass of grouped checksums: ``GROUP BY bucket`` returns a count and a checksum (and the key's
    min/max) per bucket. A single integer key is bucketed by key range (``(id - lo) / width``) so
-   that drilling down is an index range scan; any other key (text, uuid, compound) by a hash of
-   the key's canonical text, which is immune to collation differences between engines. Gaps in
-   the key space cost nothing: empty buckets are never queried, they simply do not appear.
+   that drilling down is an index range scan, and the checksum is one MD5 of the bucket's row
+   texts in key order (``md5(string_agg(text, '' ORDER BY id))``); any other key (text, uuid,
+   compound) is bucketed by a hash of the key's canonical text, which is immune to collation
+   differences between engines, and its checksum is ``bit_xor`` of per-row hashes (no order
+   needed). Gaps in the key space cost nothing: empty buckets are never queried, they simply do
+   not appear.
 2. Buckets whose count or sum differ are drilled into: a small one (``leaf_rows``) is fetched as
    ``(key, row hash)`` pairs; a large one (skewed keys) is split again by its own min/max, so the
    buckets follow the key's actual distribution.
@@ -76,7 +79,7 @@ class TableSpec:
 @dataclass(frozen=True)
 class DiffOptions:
     float_precision: int = 6  # decimals kept when either side is a float
-    bucket_rows: int = 256  # rows per checksum bucket in the grouped pass
+    bucket_rows: int = 128  # rows per checksum bucket in the grouped pass (fewer rows to fetch again)
     leaf_rows: int = 4096  # a differing bucket up to this size is fetched row by row
     fetch_batch: int = 500  # keys per query when fetching differing rows
     workers: int = 2  # connections per side for a big table's grouped pass (servers use more cores)
@@ -162,7 +165,7 @@ def jsonable(value: Any) -> Any:
 @dataclass
 class _Bucket:
     count: int
-    checksum: int
+    checksum: int | str | None  # None: unknown (a cut text), the bucket is drilled into
     low: Any = None
     high: Any = None
 
@@ -239,7 +242,13 @@ class _Side:
         return UserError(f"{self.role} {self.url.safe}, table {self.table_name}: query failed: {text}")
 
     def query(self, sql: str, params: Sequence[Any] = (), conn: Any = None) -> list[tuple[Any, ...]]:
+        return self.query_checked(sql, params, conn)[0]
+
+    def query_checked(self, sql: str, params: Sequence[Any] = (), conn: Any = None,
+                      ) -> tuple[list[tuple[Any, ...]], bool]:
+        """The rows, and whether MySQL warned that GROUP_CONCAT cut a text (code 1260)."""
         self.queries += 1
+        cut = False
         try:
             cur = (conn or self.conn).cursor()
             try:
@@ -248,13 +257,18 @@ class _Side:
                 else:  # no parameters: the pyformat drivers leave '%' (DATE_FORMAT) alone
                     cur.execute(sql)
                 rows = [tuple(r) for r in cur.fetchall()]
+                warned = int(getattr(cur, "warning_count", 0) or 0)
+                if warned:
+                    cur.execute("SHOW WARNINGS")  # lists at most max_error_count (64) of them
+                    listed = cur.fetchall()
+                    cut = any(int(w[1]) == 1260 for w in listed) or warned > len(listed)
             finally:
                 cur.close()
         except UserError:
             raise
         except Exception as exc:
             raise self._error(exc) from None
-        return rows
+        return rows, cut
 
     # -- SQL pieces, set by plan()
     def plan(self, key: list[Column], cols: list[Column], canons: list[Canon], where: str | None, xor: bool) -> None:
@@ -267,7 +281,8 @@ class _Side:
         # a column declared NOT NULL on this side needs no NULL token: its text is the same
         pieces = [d.pieces(expr, cn.kind, c.nullable) for expr, cn, c in zip(self.canon_sql, canons, cols, strict=True)]
         self.key_text = d.concat([p for part in pieces[: len(key)] for p in part])
-        self.row_hash = d.hash60(d.concat([p for part in pieces for p in part]))
+        self.row_text = d.concat([p for part in pieces for p in part])
+        self.row_hash = d.hash60(self.row_text)
         self.where = f"({where})" if where else None
 
     def filtered(self, *conds: str) -> str:
@@ -323,10 +338,11 @@ def diff_tables(src: DbUrl, dst: DbUrl, table: TableSpec, *, options: DiffOption
             _plan_sides(a, b, key, columns, table.where, opts)
             _check_null_keys(pool, a, b, key)
             est = _estimate_rows(pool, a, b)
+            bucket_rows = _bucket_rows(pool, a, b, est, opts)
             workers = opts.workers if est >= 2 * ROWS_PER_CHUNK else 1  # helpers only where chunks are run
             _both(pool, lambda: a.begin(workers), lambda: b.begin(workers))
             ranged = _range_key(a, b, key)
-            found = _diff_ranges(pool, a, b, opts, prog, est) if ranged else None
+            found = _diff_ranges(pool, a, b, opts, prog, est, bucket_rows) if ranged else None
             if found is None:  # not a single integer key, or a key span too wide for BIGINT arithmetic
                 ranged = False
                 found = _diff_hashed(pool, a, b, opts, prog, est)
@@ -421,7 +437,7 @@ def _differing(left: dict[int, _Bucket], right: dict[int, _Bucket]) -> list[int]
     out = []
     for bucket in left.keys() | right.keys():
         x, y = left.get(bucket), right.get(bucket)
-        if x is None or y is None or x.count != y.count or x.checksum != y.checksum:
+        if x is None or y is None or x.count != y.count or x.checksum is None or x.checksum != y.checksum:
             out.append(bucket)
     return sorted(out)
 
@@ -439,7 +455,7 @@ def _range_pass(side: _Side, low: int, high: int, width: int, prog: _Progress | 
     k = side.key_sql[0]
     offset = f"CAST({k} AS BIGINT) - {low}" if side.dialect.engine == "postgresql" else f"{k} - {low}"
     bucket = _int_div(side, offset, width)
-    sql_head = (f"SELECT {bucket} AS b, count(*), {side.dialect.agg60(side.row_hash, side.xor)}, min({k}), max({k}) "
+    sql_head = (f"SELECT {bucket} AS b, count(*), {side.dialect.agg_md5(side.row_text, k)}, min({k}), max({k}) "
                 f"FROM {side.table_sql}")
     out: dict[int, _Bucket] = {}
     nbuckets = (high - low) // width + 1
@@ -447,10 +463,11 @@ def _range_pass(side: _Side, low: int, high: int, width: int, prog: _Progress | 
     ranges = [(low + first * width, min(high, low + (first + step) * width - 1)) for first in range(0, nbuckets, step)]
 
     def run(lo: int, hi: int, conn: Any) -> None:
-        rows = side.query(f"{sql_head}{side.filtered(f'{k} >= {lo}', f'{k} <= {hi}')} GROUP BY 1", conn=conn)
+        rows, cut = side.query_checked(f"{sql_head}{side.filtered(f'{k} >= {lo}', f'{k} <= {hi}')} GROUP BY 1",
+                                       conn=conn)
         done = 0
-        for bkt, count, total, kmin, kmax in rows:
-            out[int(bkt)] = _Bucket(int(count), int(total or 0) % MOD60, int(kmin), int(kmax))
+        for bkt, count, digest, kmin, kmax in rows:
+            out[int(bkt)] = _Bucket(int(count), None if cut else str(digest), int(kmin), int(kmax))
             done += int(count)
         if prog:
             prog.add(done)
@@ -500,6 +517,22 @@ def _estimate_rows(pool: ThreadPoolExecutor, a: _Side, b: _Side) -> int:
     return max(1, est, rows_a, rows_b)
 
 
+# A range bucket's checksum is one MD5 of its rows' texts, built in the server's memory: wide rows
+# get fewer rows per bucket (the size on disk per row is only a hint: text may be compressed).
+BUCKET_TEXT_BYTES = 8 << 20
+
+
+def _bucket_rows(pool: ThreadPoolExecutor, a: _Side, b: _Side, est: int, opts: DiffOptions) -> int:
+    def size(side: _Side) -> int:
+        try:
+            return side.dialect.table_bytes(side.conn, side.table_name) or 0
+        except Exception:  # statistics are a hint: without them, the default bucket size
+            return 0
+
+    row_bytes = max(_both(pool, partial(size, a), partial(size, b))) // max(1, est)
+    return max(1, min(opts.bucket_rows, BUCKET_TEXT_BYTES // max(1, row_bytes)))
+
+
 ROWS_PER_CHUNK = 125_000
 
 # (key - low) must fit a signed BIGINT on every engine; wider key spans are bucketed by hash
@@ -507,7 +540,7 @@ MAX_SPAN = 1 << 62
 
 
 def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions, prog: _Progress, est: int,
-                 ) -> tuple[KeyMap, KeyMap, tuple[int, int]] | None:
+                 bucket_rows: int) -> tuple[KeyMap, KeyMap, tuple[int, int]] | None:
     def bounds(side: _Side) -> tuple[Any, ...]:
         k = side.key_sql[0]
         return side.query(f"SELECT min({k}), max({k}) FROM {side.table_sql}{side.filtered()}")[0]
@@ -531,7 +564,7 @@ def _diff_ranges(pool: ThreadPoolExecutor, a: _Side, b: _Side, opts: DiffOptions
     top = True
     while todo:
         low, high, rows = todo.pop()
-        width = max(1, -(-(high - low + 1) // max(1, rows // opts.bucket_rows)))
+        width = max(1, -(-(high - low + 1) // max(1, rows // bucket_rows)))
         left, right = _both(pool, partial(_range_pass, a, low, high, width, prog if top else None, chunks if top else 1),
                             partial(_range_pass, b, low, high, width, prog if top else None, chunks if top else 1))
         if top:

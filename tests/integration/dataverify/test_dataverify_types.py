@@ -54,6 +54,29 @@ def test_float_precision_and_decimal_scale(tables: Tables) -> None:
     assert [(r.key, [c.column for c in r.columns]) for r in strict.changed] == [((1,), ["f"])]
 
 
+@pytest.mark.parametrize(("src", "dst"), [("postgresql", "mysql"), ("mysql", "sqlite"), ("sqlite", "postgresql")])
+def test_doubles_with_more_than_15_significant_digits_compare_equal(tables: Tables, src: str, dst: str) -> None:
+    # the same doubles on both sides, whose 6-decimal rounding depends on digits 16 and 17
+    # (PostgreSQL's float8::numeric keeps 15, SQLite's printf 16; MySQL and Python read all)
+    values = [1234567890.1234565, 123456789012.3456785, 0.30000000000000004, -5e-7, 1e20, 9007199254740993.0,
+              -0.0, 2.5e-7]
+    rows = [[i, v, float(i) / 3] for i, v in enumerate(values)]
+    cols = {"id": {"postgresql": "bigint", "mysql": "bigint", "sqlite": "integer"},
+            "f": {"postgresql": "double precision", "mysql": "double", "sqlite": "real"},
+            "g": {"postgresql": "real", "mysql": "double", "sqlite": "real"}}
+    tables.make(src, "sw_dataverify_f17", rows, columns=cols)
+    tables.make(dst, "sw_dataverify_f17", rows, columns=cols)
+    a, b = parse_db_url(tables.url(src)), parse_db_url(tables.url(dst))
+    result = diff_tables(a, b, TableSpec("sw_dataverify_f17"))
+    assert result.equal, result.to_json()
+
+    changed = [list(r) for r in rows]
+    changed[0][1] = 1234567890.1234555  # one unit at the 7th decimal, rounded to the 6th: different
+    tables.make(dst, "sw_dataverify_f17", changed, columns=cols)
+    result = diff_tables(a, b, TableSpec("sw_dataverify_f17"))
+    assert [(r.key, [c.column for c in r.columns]) for r in result.changed] == [((0,), ["f"])]
+
+
 def test_text_is_exact_even_under_a_case_insensitive_collation(tables: Tables) -> None:
     pg_rows = [[1, "Straße"], [2, "caf\u00e9"], [3, "Tab\tEnd "], [4, "same"]]
     my_rows = [[1, "STRASSE"], [2, "cafe\u0301"], [3, "Tab\tEnd"], [4, "same"]]

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import decimal
+import hashlib
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from switchover.data.canonical import Canon
 from switchover.data.checks import CheckResult, CheckSpec, ChecksReport, compare, parse_check, relative_drift
-from switchover.data.rowdiff import DiffResult, RowDiff, _Bucket, _differing, _merge
+from switchover.data.dialects import SQLite
+from switchover.data.rowdiff import (
+    DiffOptions,
+    DiffResult,
+    RowDiff,
+    _Bucket,
+    _bucket_rows,
+    _differing,
+    _merge,
+)
 from switchover.data.types import Kind
 from switchover.engine.steps.verify import judge_table
 from switchover.errors import UserError
@@ -78,3 +90,41 @@ def test_differing_buckets_and_range_merge() -> None:
     right = {1: _Bucket(2, 10), 2: _Bucket(2, 12), 4: _Bucket(1, 5)}
     assert _differing(left, right) == [2, 3, 4]
     assert _merge([(1, 5), (6, 9), (20, 30), (25, 26)]) == [(1, 9), (20, 30)]
+    # a checksum that could not be computed (a cut text) never matches, even itself
+    assert _differing({1: _Bucket(2, None)}, {1: _Bucket(2, None)}) == [1]
+
+
+def test_sqlite_bucket_md5_is_in_key_order_whatever_the_scan_order() -> None:
+    # SQLite before 3.44 has no ORDER BY inside an aggregate: its bucket checksum sorts by key itself,
+    # giving what PostgreSQL's md5(string_agg(text, '' ORDER BY key)) gives
+    conn = sqlite3.connect(":memory:")
+    dialect = SQLite()
+    dialect.prepare(conn)
+    conn.execute("CREATE TABLE t (k INTEGER, v TEXT)")
+    rows = [(k, f"{k},") for k in (5, -3, 100, 7, 0)]
+    conn.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    got = conn.execute(f"SELECT {dialect.agg_md5('v', 'k')} FROM t").fetchone()[0]
+    assert got == hashlib.md5("".join(v for _, v in sorted(rows)).encode()).hexdigest()
+
+
+class _SizedSide:
+    def __init__(self, size: int | None) -> None:
+        self.conn = None
+        self.table_name = "t"
+        self.dialect = self
+        self.size = size
+
+    def table_bytes(self, conn: object, name: str) -> int | None:
+        if self.size is None:
+            raise RuntimeError("no statistics")
+        return self.size
+
+
+def test_wide_rows_get_fewer_rows_per_bucket() -> None:
+    # a bucket's text is built in the server's memory: about 8 MiB of table per bucket at most
+    opts = DiffOptions(bucket_rows=256)
+    with ThreadPoolExecutor(2) as pool:
+        narrow = _bucket_rows(pool, _SizedSide(100 << 20), _SizedSide(80 << 20), 1_000_000, opts)  # type: ignore[arg-type]
+        wide = _bucket_rows(pool, _SizedSide(10 << 30), _SizedSide(None), 10_000, opts)  # type: ignore[arg-type]
+        huge = _bucket_rows(pool, _SizedSide(100 << 30), _SizedSide(0), 10, opts)  # type: ignore[arg-type]
+    assert (narrow, wide, huge) == (256, 7, 1)
