@@ -26,11 +26,22 @@ app.add_typer(parity_app, name="parity")
 app.add_typer(export_app, name="export")
 
 
-def _register() -> None:
+MODULES = ("plan_cmds", "proxy", "control", "parity", "data_verify", "data_move", "adapters")
+# A command in one of these groups needs only its group's modules: `data diff` starts without
+# importing the proxy, the controller and the parity engine (a short diff is mostly start-up).
+GROUP_MODULES = {"data": ("data_verify", "data_move"), "parity": ("parity",)}
+
+
+def _modules_for(argv: list[str]) -> tuple[str, ...]:
+    first = next((arg for arg in argv if not arg.startswith("-")), None)
+    return GROUP_MODULES.get(first or "", MODULES)
+
+
+def _register(modules: tuple[str, ...] = MODULES) -> None:
     # Each module adds its commands to `app` or a group above when imported.
     import importlib
 
-    for module in ("plan_cmds", "proxy", "control", "parity", "data_verify", "data_move", "adapters"):
+    for module in modules:
         try:
             importlib.import_module(f"switchover.cli.{module}")
         except ModuleNotFoundError as exc:
@@ -39,7 +50,7 @@ def _register() -> None:
 
 
 def main() -> None:
-    _register()
+    _register(_modules_for(sys.argv[1:]))
     try:
         app(standalone_mode=False)
     except UserError as exc:
