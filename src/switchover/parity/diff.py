@@ -105,8 +105,12 @@ def _compile(where: str, text: str) -> PathPattern:
         raise ValueError(f"{where}: {exc}") from None
 
 
+# json.dumps with options builds a new encoder on every call; one encoder writes the same text.
+_SHOW_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
+
 def _show(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    text = _SHOW_ENCODER.encode(value)
     return text if len(text) <= _SHOW else text[: _SHOW - 1] + "…"
 
 
@@ -155,6 +159,9 @@ class _Walker:
         # document may hold booleans, or number types matter, equal subtrees are confirmed by text.
         self.confirm = bools or not opts.int_float_equal
 
+    def ignored(self, loc: Location) -> bool:
+        return bool(self.opts.ignore) and self.opts.ignore.matches(loc)
+
     def same(self, a: Any, b: Any) -> bool:
         return a == b and (not self.confirm or _dumps(a) == _dumps(b))
 
@@ -169,7 +176,7 @@ class _Walker:
         # (`==` alone calls true == 1 equal: same type for scalars, canonical text for subtrees.)
         if ta is tb and a == b and ((ta is not dict and ta is not list) or self.same(a, b)):
             return
-        if self.opts.ignore and self.opts.ignore.matches(loc):
+        if self.ignored(loc):
             return
         if ta is dict and tb is dict:
             for key, value in a.items():
@@ -178,10 +185,10 @@ class _Walker:
                     if type(value) is type(bv) and value == bv and not isinstance(value, dict | list):
                         continue
                     self.walk(value, bv, (*loc, key))
-                elif not (self.opts.ignore and self.opts.ignore.matches((*loc, key))):
+                elif not self.ignored((*loc, key)):
                     self.add((*loc, key), DiffKind.MISSING, value, None, b_absent=True)
             for key, value in b.items():
-                if key not in a and not (self.opts.ignore and self.opts.ignore.matches((*loc, key))):
+                if key not in a and not self.ignored((*loc, key)):
                     self.add((*loc, key), DiffKind.EXTRA, None, value, a_absent=True)
             return
         if ta is list and tb is list:
@@ -235,20 +242,20 @@ class _Walker:
         for i in range(min(len(a), len(b))):
             self.walk(a[i], b[i], (*loc, i))
         for i in range(len(b), len(a)):
-            if not (self.opts.ignore and self.opts.ignore.matches((*loc, i))):
+            if not self.ignored((*loc, i)):
                 self.add((*loc, i), DiffKind.MISSING, a[i], None, b_absent=True)
         for i in range(len(a), len(b)):
-            if not (self.opts.ignore and self.opts.ignore.matches((*loc, i))):
+            if not self.ignored((*loc, i)):
                 self.add((*loc, i), DiffKind.EXTRA, None, b[i], a_absent=True)
 
     def canon(self, value: Any, loc: Location) -> Any:
         """A normalised copy: ignored paths removed, integral floats as ints, unordered arrays sorted."""
         if isinstance(value, dict):
             return {k: self.canon(v, (*loc, k)) for k, v in value.items()
-                    if not (self.opts.ignore and self.opts.ignore.matches((*loc, k)))}
+                    if not self.ignored((*loc, k))}
         if isinstance(value, list):
             items = [self.canon(v, (*loc, i)) for i, v in enumerate(value)
-                     if not (self.opts.ignore and self.opts.ignore.matches((*loc, i)))]
+                     if not self.ignored((*loc, i))]
             if self.opts.unordered and self.opts.unordered.matches(loc):
                 items.sort(key=_dumps)
             return items
@@ -313,19 +320,50 @@ def _text(body: bytes) -> str:
 
 def diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions) -> list[Difference]:
     """All differences between two answers to the same request. The stable answer must exist."""
+    out, walker = _diff_answers(stable, candidate, opts, _Walker)
+    if walker is not None:
+        out.extend(walker.out)
+    return out
+
+
+def difference_keys(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions) -> set[str]:
+    """``{d.key for d in diff_answers(...)}`` without writing what each difference shows (values,
+    concrete places): all that counting needs, for a fraction of the cost."""
+    out, walker = _diff_answers(stable, candidate, opts, _KeyWalker)
+    keys = {d.key for d in out}
+    if isinstance(walker, _KeyWalker):
+        keys |= walker.keys
+    return keys
+
+
+class _KeyWalker(_Walker):
+    """The same walk, recording only the keys (field|kind) of what differs."""
+
+    def __init__(self, opts: DiffOptions, bools: bool = True) -> None:
+        super().__init__(opts, bools)
+        self.keys: set[str] = set()
+
+    def add(self, loc: Location, kind: DiffKind, a: Any, b: Any, *, a_absent: bool = False,
+            b_absent: bool = False) -> None:
+        self.keys.add(f"{field_name(loc)}|{kind}")
+
+
+def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions,
+                  walker: type[_Walker]) -> tuple[list[Difference], _Walker | None]:
+    """The differences found before the body's JSON, and the walker that compared the JSON (if any)."""
     if candidate.error:
-        return [Difference("error", DiffKind.ERROR, "error", str(stable.status), candidate.error)]
+        return [Difference("error", DiffKind.ERROR, "error", str(stable.status), candidate.error)], None
     out: list[Difference] = []
     if stable.status != candidate.status:
         # Bodies of different statuses (an error page against a JSON document) say nothing more.
-        return [Difference("status", DiffKind.STATUS, "status", str(stable.status), str(candidate.status))]
+        return [Difference("status", DiffKind.STATUS, "status", str(stable.status), str(candidate.status))], None
     for name in opts.headers:
         sv, cv = header(stable.headers, name), header(candidate.headers, name)
         if sv != cv:
             out.append(Difference(f"header:{name}", DiffKind.HEADER, f"header:{name}", sv or "", cv or ""))
     sb, cb = decoded_body(stable), decoded_body(candidate)
     if sb == cb:
-        return out
+        return out, None
     sdoc = _parse(sb, header(stable.headers, "content-type"))
     cdoc = _parse(cb, header(candidate.headers, "content-type"))
     if sdoc is _NOT_JSON and cdoc is _NOT_JSON:
@@ -335,5 +373,7 @@ def diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions) -
     else:
         # No "true"/"false" anywhere in either text means no booleans: a cheap C-speed check.
         bools = b"true" in sb or b"false" in sb or b"true" in cb or b"false" in cb
-        out.extend(diff_json(sdoc, cdoc, opts, bools))
-    return out
+        w = walker(opts, bools)
+        w.walk(sdoc, cdoc, ())
+        return out, w
+    return out, None

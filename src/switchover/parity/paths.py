@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 Location = tuple[str | int, ...]
 
@@ -79,6 +80,7 @@ def _match(tokens: tuple[Token, ...], ti: int, loc: Location, li: int) -> bool:
     return li == len(loc)
 
 
+@lru_cache(maxsize=8192)  # the same few fields differ again and again
 def field_name(loc: Location) -> str:
     """``("items", 3, "price")`` -> ``$.items[*].price`` (indexes collapsed for counting)."""
     out = ["$"]
@@ -113,9 +115,18 @@ class PathSet:
 
     def __init__(self, patterns: list[PathPattern]) -> None:
         self.patterns = patterns
+        self._seen: dict[Location, bool] = {}  # the diff asks about the same places for every answer
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
     def matches(self, loc: Location) -> bool:
-        return any(p.matches(loc) for p in self.patterns)
+        hit = self._seen.get(loc)
+        if hit is None:
+            hit = any(p.matches(loc) for p in self.patterns)
+            if len(self._seen) < _SEEN_MAX:
+                self._seen[loc] = hit
+        return hit
+
+
+_SEEN_MAX = 4096
