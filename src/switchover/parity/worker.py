@@ -84,6 +84,7 @@ class ProcessSink:
         self.submitted = 0
         self.dropped = 0
         self.quick = 0  # pairs diffed on the loop
+        self.quick_seconds = 0.0  # and the time it took
         self.to_worker = 0
         self._unsent_dropped = 0
         self._counts = Counts()
@@ -98,8 +99,8 @@ class ProcessSink:
         self._samples = parity.samples
         self._sampled: dict[str, int] = {}  # differing pairs sent to the worker for samples, per endpoint
         self._sampled_now: set[str] = set()  # endpoints that sent one since the counts last left
-        self._window = 0.0
-        self._spent = 0.0
+        self._window = float("-inf")  # when the current window of the loop's time began
+        self._spent = 0.0  # and what the cheap diff spent of it
         # spawn, not fork: the proxy runs an event loop and threads that a fork would copy half-way.
         ctx = multiprocessing.get_context("spawn")
         receiver, self._conn = ctx.Pipe(duplex=False)
@@ -138,7 +139,9 @@ class ProcessSink:
             self._drop()  # the loop has given parity its share: users first
             return True
         keys = self._quick.keys(pair.stable, pair.candidate)
-        self._spent += time.perf_counter() - start
+        spent = time.perf_counter() - start
+        self._spent += spent
+        self.quick_seconds += spent
         if keys is None:
             return False
         endpoint = self._quick.endpoint(pair.method, pair.path)
@@ -232,6 +235,7 @@ class ProcessSink:
 
     def report(self) -> dict[str, Any]:
         extra = {"sink": {"submitted": self.submitted, "dropped": self.dropped, "diffed_in_proxy": self.quick,
+                          "diff_seconds_in_proxy": round(self.quick_seconds, 6),
                           "to_worker": self.to_worker, "pending": len(self._pending),
                           "unsent_bytes": len(self._out), "worker_alive": self._process.is_alive(),
                           "diff": "proxy loop (small answers) + process"}}
