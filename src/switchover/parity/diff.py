@@ -135,12 +135,17 @@ _NINETEEN = b"0" * 19
 
 
 def _loads(body: bytes) -> Any:
+    return _loads_standard(body)[0]
+
+
+def _loads_standard(body: bytes) -> tuple[Any, bool]:
+    """The document, and whether it is standard JSON read by orjson (no NaN, no huge integers)."""
     if body.translate(_DIGITS_AS_ZERO).find(_NINETEEN) != -1:
-        return json.loads(body)
+        return json.loads(body), False
     try:
-        return orjson.loads(body)
+        return orjson.loads(body), True
     except orjson.JSONDecodeError:  # NaN, Infinity, integers beyond 64 bits: the standard library reads them
-        return json.loads(body)
+        return json.loads(body), False
 
 
 def _jtype(value: Any) -> str:
@@ -157,13 +162,24 @@ def _jtype(value: Any) -> str:
     return "object"
 
 
+_CONFIRMS_BEFORE_SEARCH = 8  # equal subtrees confirmed by their text before the bodies are searched
+
+
 class _Walker:
-    def __init__(self, opts: DiffOptions, bools: bool = True) -> None:
+    def __init__(self, opts: DiffOptions, bools: bool = True, texts: tuple[bytes, bytes] | None = None,
+                 standard: bool = False) -> None:
         self.opts = opts
         self.out: list[Difference] = []
         # Python's == calls true == 1 and (with int_float_equal off) 1 == 1.0 the same JSON; when a
         # document may hold booleans, or number types matter, equal subtrees are confirmed by text.
         self.confirm = bools or not opts.int_float_equal
+        # With the bodies at hand, a walk that confirms many subtrees searches them once instead:
+        # no "true"/"false" in either means no booleans, and nothing left to confirm.
+        self._texts = texts if self.confirm and opts.int_float_equal else None
+        self._confirms = 0
+        # Parsed as standard JSON (no NaN, which is not equal to itself): Python's == can rule out
+        # a reordering (see walk_list).
+        self.standard = standard
 
     def ignored(self, loc: Location) -> bool:
         return bool(self.opts.ignore) and self.opts.ignore.matches(loc)
@@ -173,6 +189,14 @@ class _Walker:
             return False
         if not self.confirm:
             return True
+        if self._texts is not None:
+            self._confirms += 1
+            if self._confirms > _CONFIRMS_BEFORE_SEARCH:
+                sb, cb = self._texts
+                self._texts = None
+                if not (b"true" in sb or b"false" in sb or b"true" in cb or b"false" in cb):
+                    self.confirm = False
+                    return True
         # The same text (the usual case: one serialiser, one key order) says the same types too; the
         # canonical text settles the rest. Cheaper than searching whole bodies for true/false.
         try:
@@ -199,7 +223,8 @@ class _Walker:
             for key, value in a.items():
                 if key in b:
                     bv = b[key]
-                    if type(value) is type(bv) and value == bv and not isinstance(value, dict | list):
+                    if type(value) is type(bv) and value == bv and (
+                            not self.confirm or not isinstance(value, dict | list)):
                         continue
                     self.walk(value, bv, (*loc, key))
                 elif not self.ignored((*loc, key)):
@@ -250,20 +275,37 @@ class _Walker:
                     left[k] -= 1
                     only_b.append(v)
             a, b = only_a, only_b
-        elif len(a) == len(b) and len(a) > 1:
+        elif len(a) == len(b) and len(a) > 1 and self.may_be_reordered(a, b, loc):
             ka = [_dumps(self.canon(v, (*loc, i))) for i, v in enumerate(a)]
             kb = [_dumps(self.canon(v, (*loc, i))) for i, v in enumerate(b)]
             if ka != kb and sorted(ka) == sorted(kb):
                 self.add(loc, DiffKind.ORDER, a, b)
                 return
+        confirm = self.confirm
         for i in range(min(len(a), len(b))):
-            self.walk(a[i], b[i], (*loc, i))
+            x, y = a[i], b[i]
+            if type(x) is type(y) and x == y and (not confirm or not isinstance(x, dict | list)):
+                continue  # what walk would return at once, without building the location
+            self.walk(x, y, (*loc, i))
+            confirm = self.confirm
         for i in range(len(b), len(a)):
             if not self.ignored((*loc, i)):
                 self.add((*loc, i), DiffKind.MISSING, a[i], None, b_absent=True)
         for i in range(len(a), len(b)):
             if not self.ignored((*loc, i)):
                 self.add((*loc, i), DiffKind.EXTRA, None, b[i], a_absent=True)
+
+    def may_be_reordered(self, a: list[Any], b: list[Any], loc: Location) -> bool:
+        """False when ``b`` cannot hold ``a``'s elements in another order: the first element that
+        differs from its counterpart is nowhere in ``b``. Sound because elements with the same
+        canonical text are equal by ``==``, unless an ignored or unordered path lies inside them
+        (or NaN, which standard JSON cannot hold). Saves writing every element's canonical text."""
+        if not self.standard or self.opts.ignore.reaches_below(loc) or self.opts.unordered.reaches_below(loc):
+            return True
+        for x, y in zip(a, b, strict=True):
+            if x != y:
+                return x in b
+        return True  # equal by ==: true == 1 and 1 == 1.0 may still differ in text
 
     def canon(self, value: Any, loc: Location) -> Any:
         """A normalised copy: ignored paths removed, integral floats as ints, unordered arrays sorted."""
@@ -333,15 +375,16 @@ def _decoded(body: bytes, content_encoding: str | None) -> bytes:
 _NOT_JSON = object()
 
 
-def _parse(body: bytes, content_type: str | None) -> Any:
+def _parse(body: bytes, content_type: str | None) -> tuple[Any, bool]:
+    """The document (``_NOT_JSON`` when it is not JSON) and whether it is standard JSON."""
     text = body.strip()
     looks = (content_type is not None and "json" in content_type.lower()) or text[:1] in (b"{", b"[")
     if not looks:
-        return _NOT_JSON
+        return _NOT_JSON, False
     try:
-        return _loads(body)
+        return _loads_standard(body)
     except (ValueError, UnicodeDecodeError):
-        return _NOT_JSON
+        return _NOT_JSON, False
 
 
 def _text(body: bytes) -> str:
@@ -370,8 +413,9 @@ def difference_keys(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions
 class _KeyWalker(_Walker):
     """The same walk, recording only the keys (field|kind) of what differs."""
 
-    def __init__(self, opts: DiffOptions, bools: bool = True) -> None:
-        super().__init__(opts, bools)
+    def __init__(self, opts: DiffOptions, bools: bool = True, texts: tuple[bytes, bytes] | None = None,
+                 standard: bool = False) -> None:
+        super().__init__(opts, bools, texts, standard)
         self.keys: set[str] = set()
 
     def add(self, loc: Location, kind: DiffKind, a: Any, b: Any, *, a_absent: bool = False,
@@ -397,14 +441,14 @@ def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions,
     sb, cb = _decoded(stable.body, sh.get("content-encoding")), _decoded(candidate.body, ch.get("content-encoding"))
     if sb == cb:
         return out, None
-    sdoc = _parse(sb, sh.get("content-type"))
-    cdoc = _parse(cb, ch.get("content-type"))
+    sdoc, s_std = _parse(sb, sh.get("content-type"))
+    cdoc, c_std = _parse(cb, ch.get("content-type"))
     if sdoc is _NOT_JSON and cdoc is _NOT_JSON:
         out.append(Difference("body", DiffKind.CHANGED, "body", _text(sb), _text(cb)))
     elif sdoc is _NOT_JSON or cdoc is _NOT_JSON:
         out.append(Difference("body", DiffKind.TYPE, "body", _text(sb), _text(cb)))
     else:
-        w = walker(opts, True)  # booleans possible: equal subtrees are confirmed by their text
+        w = walker(opts, True, (sb, cb), s_std and c_std)
         w.walk(sdoc, cdoc, ())
         return out, w
     return out, None

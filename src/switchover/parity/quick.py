@@ -29,10 +29,20 @@ class Counts:
     endpoints: dict[str, list[float]] = field(default_factory=dict)
     fields: dict[tuple[str, str], int] = field(default_factory=dict)
     signatures: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
+    skipped: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (endpoint, why): [n, first, last]
     compared: int = 0
 
     def __bool__(self) -> bool:
-        return self.compared > 0
+        return self.compared > 0 or bool(self.skipped)
+
+    def skip(self, endpoint: str, at: float, reason: str) -> None:
+        """A pair of ``endpoint`` not compared, and why (``too_large``)."""
+        s = self.skipped.get((endpoint, reason))
+        if s is None:
+            self.skipped[(endpoint, reason)] = [1, at, at]
+        else:
+            s[0] += 1
+            s[1], s[2] = min(s[1], at), max(s[2], at)
 
     def add(self, endpoint: str, at: float, keys: tuple[str, ...]) -> None:
         """One comparison of ``endpoint`` at ``at`` that differed in ``keys`` (sorted; empty: equal)."""

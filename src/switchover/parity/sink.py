@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from switchover.parity.compare import Comparer, Comparison, Request, is_read
+from switchover.parity.quick import Counts
 from switchover.parity.report import build_report, plan_budget
 from switchover.parity.store import MismatchStore
 from switchover.parity.upstream import HOP_BY_HOP, SHADOW_HEADER
@@ -86,6 +87,12 @@ class ParitySink:
             return
         fut = self._pool.submit(self._fetch_noise, pair)
         fut.add_done_callback(functools.partial(self._noise_done, pair))
+
+    def skip(self, method: str, path: str, at: float, reason: str) -> None:
+        """A pair never compared (``too_large``): counted in the store at once (rare)."""
+        counts = Counts()
+        counts.skip(self.comparer.endpoint(method, path), at, reason)
+        self.store.record_counts(counts)
 
     @property
     def fetches_noise(self) -> bool:

@@ -141,6 +141,11 @@ class MismatchStore:
                 self._signature(db, ep, json.dumps(list(keys)), n)
             totals = dict(counters or {})
             totals["compared"] = totals.get("compared", 0) + counts.compared
+            for (ep, reason), (n, first, last) in counts.skipped.items():
+                db.execute("INSERT INTO endpoints (endpoint, skipped, first_at, last_at) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT (endpoint) DO UPDATE SET skipped = skipped + excluded.skipped, "
+                           "last_at = MAX(last_at, excluded.last_at)", (ep, int(n), first, last))
+                totals[f"skipped_{reason}"] = totals.get(f"skipped_{reason}", 0) + int(n)
             for name, value in totals.items():
                 if value:
                     db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "

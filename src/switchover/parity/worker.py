@@ -49,6 +49,9 @@ _MAX_UNSENT = 16 * 1024 * 1024  # bytes of frames waiting for the pipe before pa
 _COUNT_EVERY = 0.25  # seconds: counts summed on the loop reach the worker (and the store) this often
 QUICK_SHARE = 0.25  # at most this share of the loop's time goes to the cheap diff (over _WINDOW)
 _WINDOW = 0.1  # seconds
+_SLOW_PAIR = 0.001  # seconds: a pair that took longer to diff on the loop is slow
+_SLOW_PAIRS = 3  # slow pairs of one endpoint before its pairs go to the worker
+_SLOW_FORGIVEN = 60.0  # seconds until endpoints found slow are tried on the loop again
 
 
 # Pairs cross the pipe as plain tuples: pickling the frozen dataclasses costs ~7x more (34 us
@@ -86,6 +89,7 @@ class ProcessSink:
         self.quick = 0  # pairs diffed on the loop
         self.quick_seconds = 0.0  # and the time it took
         self.to_worker = 0
+        self.skipped = 0  # answers above the copy cap, never buffered
         self._unsent_dropped = 0
         self._counts = Counts()
         self._counts_due = 0.0
@@ -101,6 +105,8 @@ class ProcessSink:
         self._sampled_now: set[str] = set()  # endpoints that sent one since the counts last left
         self._window = float("-inf")  # when the current window of the loop's time began
         self._spent = 0.0  # and what the cheap diff spent of it
+        self._slow: dict[str, int] = {}  # endpoints whose pairs were slow to diff: slow pairs seen
+        self._slow_until = 0.0
         # spawn, not fork: the proxy runs an event loop and threads that a fork would copy half-way.
         ctx = multiprocessing.get_context("spawn")
         receiver, self._conn = ctx.Pipe(duplex=False)
@@ -130,21 +136,36 @@ class ProcessSink:
         self._pending.append(to_wire(pair, noise))
         self._schedule(_SHIP_EVERY)
 
+    def skip(self, method: str, path: str, at: float, reason: str) -> None:
+        """A pair the proxy did not buffer (an answer above the copy cap): counted, never compared."""
+        self.skipped += 1
+        self._counts.skip(self._quick.endpoint(method, path), at, reason)
+        self._schedule(_COUNT_EVERY)
+
     def _diff_here(self, pair: MirrorPair) -> bool:
         """The cheap path (quick.py); False when the worker must take the pair."""
         start = time.perf_counter()
         if start - self._window >= _WINDOW:
             self._window, self._spent = start, 0.0
+            if start >= self._slow_until:
+                self._slow.clear()  # a slow spell (a busy machine) is forgiven after a while
+                self._slow_until = start + _SLOW_FORGIVEN
         elif self._spent >= QUICK_SHARE * _WINDOW:
             self._drop()  # the loop has given parity its share: users first
             return True
+        endpoint = self._quick.endpoint(pair.method, pair.path)
+        slow = self._slow.get(endpoint, 0)
+        if slow >= _SLOW_PAIRS:
+            return False
         keys = self._quick.keys(pair.stable, pair.candidate)
         spent = time.perf_counter() - start
         self._spent += spent
         self.quick_seconds += spent
+        if spent > _SLOW_PAIR:
+            # Answers that take long to diff (long unordered arrays, reorderings): the worker's job.
+            self._slow[endpoint] = slow + 1
         if keys is None:
             return False
-        endpoint = self._quick.endpoint(pair.method, pair.path)
         if keys and self._wants_sample(endpoint):
             return False  # the worker diffs it in full and keeps it as a sample
         self._counts.add(endpoint, pair.at, keys)
@@ -236,7 +257,8 @@ class ProcessSink:
     def report(self) -> dict[str, Any]:
         extra = {"sink": {"submitted": self.submitted, "dropped": self.dropped, "diffed_in_proxy": self.quick,
                           "diff_seconds_in_proxy": round(self.quick_seconds, 6),
-                          "to_worker": self.to_worker, "pending": len(self._pending),
+                          "to_worker": self.to_worker,
+                          "skipped_too_large": self.skipped, "pending": len(self._pending),
                           "unsent_bytes": len(self._out), "worker_alive": self._process.is_alive(),
                           "diff": "proxy loop (small answers) + process"}}
         return build_report(self.store, self.plan.parity, self.budget, self.min_compared, extra=extra).to_json()
