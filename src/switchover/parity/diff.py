@@ -394,16 +394,23 @@ def _text(body: bytes) -> str:
 
 def diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions) -> list[Difference]:
     """All differences between two answers to the same request. The stable answer must exist."""
-    out, walker = _diff_answers(stable, candidate, opts, _Walker)
+    found = _diff_answers(stable, candidate, opts, _Walker)
+    assert found is not None  # no size limit
+    out, walker = found
     if walker is not None:
         out.extend(walker.out)
     return out
 
 
-def difference_keys(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions) -> set[str]:
+def difference_keys(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions,
+                    max_bytes: int | None = None) -> set[str] | None:
     """``{d.key for d in diff_answers(...)}`` without writing what each difference shows (values,
-    concrete places): all that counting needs, for a fraction of the cost."""
-    out, walker = _diff_answers(stable, candidate, opts, _KeyWalker)
+    concrete places): all that counting needs, for a fraction of the cost. With ``max_bytes``, None
+    for a body above it or a compressed one (what it holds is unknown until undone)."""
+    found = _diff_answers(stable, candidate, opts, _KeyWalker, max_bytes)
+    if found is None:
+        return None
+    out, walker = found
     keys = {d.key for d in out}
     if isinstance(walker, _KeyWalker):
         keys |= walker.keys
@@ -423,9 +430,10 @@ class _KeyWalker(_Walker):
         self.keys.add(f"{field_name(loc)}|{kind}")
 
 
-def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions,
-                  walker: type[_Walker]) -> tuple[list[Difference], _Walker | None]:
-    """The differences found before the body's JSON, and the walker that compared the JSON (if any)."""
+def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions, walker: type[_Walker],
+                  max_bytes: int | None = None) -> tuple[list[Difference], _Walker | None] | None:
+    """The differences found before the body's JSON, and the walker that compared the JSON (if any);
+    None when ``max_bytes`` is given and a body is above it or compressed."""
     if candidate.error:
         return [Difference("error", DiffKind.ERROR, "error", str(stable.status), candidate.error)], None
     out: list[Difference] = []
@@ -434,6 +442,9 @@ def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions,
         return [Difference("status", DiffKind.STATUS, "status", str(stable.status), str(candidate.status))], None
     names = opts.named_headers
     sh, ch = _named(stable.headers, names), _named(candidate.headers, names)
+    if max_bytes is not None and ("content-encoding" in sh or "content-encoding" in ch
+                                  or len(stable.body) > max_bytes or len(candidate.body) > max_bytes):
+        return None
     for name in opts.headers:
         sv, cv = sh.get(name), ch.get(name)
         if sv != cv:

@@ -88,10 +88,5 @@ class QuickDiff:
         """The sorted keys (field|kind) of the differences, or None when the full path must decide."""
         if stable.error:
             return None  # not compared: the worker counts it as skipped
-        if len(stable.body) > self.max_bytes or len(candidate.body) > self.max_bytes:
-            return None
-        for headers in (stable.headers, candidate.headers):
-            for name, _value in headers:
-                if len(name) == 16 and name.lower() == "content-encoding":
-                    return None  # compressed: the size says nothing about the work
-        return tuple(sorted(difference_keys(stable, candidate, self.options)))
+        keys = difference_keys(stable, candidate, self.options, self.max_bytes)
+        return None if keys is None else tuple(sorted(keys))

@@ -171,7 +171,8 @@ class ProcessSink:
             return False  # the worker diffs it in full and keeps it as a sample
         self._counts.add(endpoint, pair.at, keys)
         self.quick += 1
-        self._schedule(_COUNT_EVERY)
+        if self._ship_at is None:  # a ship planned already comes within _COUNT_EVERY
+            self._schedule(_COUNT_EVERY)
         return True
 
     def _keys(self, pair: MirrorPair) -> tuple[str, ...] | None:
