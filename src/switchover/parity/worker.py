@@ -50,8 +50,7 @@ _MAX_UNSENT = 16 * 1024 * 1024  # bytes of frames waiting for the pipe before pa
 _COUNT_EVERY = 0.25  # seconds: counts summed on the loop reach the worker (and the store) this often
 QUICK_SHARE = 0.25  # at most this share of the loop's time goes to the cheap diff (over _WINDOW)
 _WINDOW = 0.1  # seconds
-_SLOW_PAIR = 0.001  # seconds: a pair that took longer to diff on the loop is slow
-_SLOW_PAIRS = 3  # slow pairs of one endpoint before its pairs go to the worker
+_SLOW_PAIR = 0.001  # seconds: an endpoint whose pairs take longer (moving average) goes to the worker
 _SLOW_FORGIVEN = 60.0  # seconds until endpoints found slow are tried on the loop again
 
 
@@ -106,7 +105,8 @@ class ProcessSink:
         self._sampled_now: set[str] = set()  # endpoints that sent one since the counts last left
         self._window = float("-inf")  # when the current window of the loop's time began
         self._spent = 0.0  # and what the cheap diff spent of it
-        self._slow: dict[str, int] = {}  # endpoints whose pairs were slow to diff: slow pairs seen
+        self._cost: dict[str, float] = {}  # per endpoint: moving average of the seconds a pair took
+        self._slow: set[str] = set()  # endpoints whose pairs go to the worker (slow to diff here)
         self._slow_until = 0.0
         # spawn, not fork: the proxy runs an event loop and threads that a fork would copy half-way.
         ctx = multiprocessing.get_context("spawn")
@@ -149,22 +149,26 @@ class ProcessSink:
         if start - self._window >= _WINDOW:
             self._window, self._spent = start, 0.0
             if start >= self._slow_until:
-                self._slow.clear()  # a slow spell (a busy machine) is forgiven after a while
+                self._slow.clear()  # endpoints found slow are tried again after a while
+                self._cost.clear()
                 self._slow_until = start + _SLOW_FORGIVEN
         elif self._spent >= QUICK_SHARE * _WINDOW:
             self._drop()  # the loop has given parity its share: users first
             return True
         endpoint = self._quick.endpoint(pair.method, pair.path)
-        slow = self._slow.get(endpoint, 0)
-        if slow >= _SLOW_PAIRS:
+        if endpoint in self._slow:
             return False
         keys = self._keys(pair)
         spent = time.perf_counter() - start
         self._spent += spent
         self.quick_seconds += spent
-        if spent > _SLOW_PAIR:
-            # Answers that take long to diff (long unordered arrays, reorderings): the worker's job.
-            self._slow[endpoint] = slow + 1
+        # Answers that take long to diff (long unordered arrays, reorderings) are the worker's job.
+        # A moving average, so that a pair that only waited for the CPU (wall time) does not count.
+        cost = self._cost.get(endpoint, 0.0)
+        cost += (spent - cost) / 16
+        self._cost[endpoint] = cost
+        if cost > _SLOW_PAIR:
+            self._slow.add(endpoint)
         if keys is None:
             return False
         if keys and self._wants_sample(endpoint):
