@@ -169,10 +169,10 @@ parity: {{ignore: ["$.generated_at"]}}
     print(f"CPU per user request: proxy {proxy_us:.0f} us (mirror off), {copies_us:.0f} us (mirror 20%, no sink), "
           f"{proxy_on_us:.0f} us (mirror 20% + hand-over to the sink); diff worker {diff_us:.0f} us per pair "
           f"= {0.2 * diff_us:.0f} us per user request")
-    if sink.get("diffed_in_proxy"):
-        n_here = int(sink["diffed_in_proxy"])
-        print(f"diffed on the proxy's loop: {n_here} pairs, {1e6 * sink['diff_seconds_in_proxy'] / n_here:.0f} us each "
-              f"(wall time); sent to the worker: {sink.get('to_worker')}")
+    if "diffed_in_proxy" in sink and pairs:
+        print(f"diffed on the proxy's loop: {sink['diffed_in_proxy']} pairs; sent to the worker: {sink.get('to_worker')}; "
+              f"loop time in the sink's diff: {1e6 * sink['diff_seconds_in_proxy'] / pairs:.0f} us per pair submitted "
+              "(wall time)")
     print(f"CPU-bound estimate of the throughput kept at mirror 20% + diff: "
           f"{proxy_us / (proxy_on_us + 0.2 * diff_us):.2f}")
 
