@@ -88,5 +88,7 @@ class QuickDiff:
         """The sorted keys (field|kind) of the differences, or None when the full path must decide."""
         if stable.error:
             return None  # not compared: the worker counts it as skipped
+        if len(stable.body) > self.max_bytes or len(candidate.body) > self.max_bytes:
+            return None  # the common case for large answers, settled before reading any header
         keys = difference_keys(stable, candidate, self.options, self.max_bytes)
         return None if keys is None else tuple(sorted(keys))

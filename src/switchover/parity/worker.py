@@ -6,9 +6,9 @@ they are, on the proxy's event loop, recording only what the counts need; the co
 go to the worker every 250 ms. This costs a fraction of handing the pair over (measured in
 docs/performance-parity.md), and the loop spends at most ``QUICK_SHARE`` of its time on it: beyond
 that, pairs are dropped and counted. A differing pair whose sample the store wants, and every pair
-the cheap path cannot settle, goes to the worker as before:
+the cheap path cannot settle, goes to the worker as before.
 
-Measured (docs/performance-parity.md): diffing in a thread of the proxy's process takes the GIL
+Why a process and not a thread for those (measured, docs/performance-parity.md): diffing in a thread of the proxy's process takes the GIL
 from the event loop and costs users about half the throughput at mirror 20%; so does a thread
 that only ships pairs to another process (the GIL convoy: the loop waits for the switch interval
 each time it wants the GIL back). So everything on the proxy's side runs on its event loop, in
