@@ -182,7 +182,7 @@ class ProcessSink:
     def _keys(self, pair: MirrorPair) -> tuple[str, ...] | None:
         # Parsing makes ~50 containers per 2 KB answer, all freed (no cycles) before this returns;
         # with the collector on, they trigger collections that walk the proxy's own young objects.
-        # Measured: ~6 us per user request at mirror 20% (docs/performance-parity.md).
+        # Measured: ~3 us per user request at mirror 20% (benchmarks/parity/sink_cost.py).
         if not gc.isenabled():
             return self._quick.keys(pair.stable, pair.candidate)
         gc.disable()
