@@ -5,7 +5,8 @@
 Each case diffs a stable answer against a candidate answer that differs in a timestamp (ignored)
 and one business field, through the path the sink takes for every pair (``Comparer.compare``:
 decode, parse, walk; samples with redaction are built for a few answers per flush only). The reference measured in the same run is ``json.loads`` of the two
-bodies: the ratio says what the diff costs on top of only parsing the answers.
+bodies: the ratio says what the diff costs on top of only parsing the answers. "keys-only" is the
+proxy's cheap path (``QuickDiff.keys``: the same walk, recording only what the counts need).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from switchover.parity.compare import Comparer, Request
+from switchover.parity.quick import QuickDiff
 from switchover.plan.parity import Parity
 from switchover.traffic.proxy.hooks import Answer
 
@@ -55,21 +57,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     comparer = Comparer(Parity(ignore=["$.generated_at", "$.items[*].etag"]))
+    quick = QuickDiff(comparer, max_bytes=1 << 30)
     request = Request("GET", "/orders/123456", (("authorization", "Bearer x"),))
-    print(f"{'case':<10} {'bytes':>7} {'diffs/s':>9} {'parse-only/s':>13} {'diff/parse':>10}")
+    print(f"{'case':<10} {'bytes':>7} {'diffs/s':>9} {'parse-only/s':>13} {'diff/parse':>10} {'keys-only/s':>12} "
+          f"{'keys/parse':>10}")
     for label, n_items in (("2 KB", 12), ("50 KB", 330)):
         stable = Answer(200, JSON, body(n_items, generated_at="2026-01-01T00:00:00Z", total=1000), 0.001)
         candidate = Answer(200, JSON, body(n_items, generated_at="2026-01-01T00:00:01Z", total=1001), 0.001)
         diffs = comparer.compare(request, stable, candidate, None, 0.0).differences
         assert [d.field for d in diffs] == ["$.total_cents"], diffs
         # Interleaved short rounds, medians: the machine is shared and noisy.
-        ds, ps = [], []
+        assert quick.keys(stable, candidate) == ("$.total_cents|changed",)
+        ds, ps, qs = [], [], []
         for _ in range(args.rounds):
             ds.append(rate(lambda s=stable, c=candidate: comparer.compare(request, s, c, None, 0.0), args.seconds))
             ps.append(rate(lambda s=stable, c=candidate: (json.loads(s.body), json.loads(c.body)), args.seconds))
-        d, p = statistics.median(ds), statistics.median(ps)
+            qs.append(rate(lambda s=stable, c=candidate: quick.keys(s, c), args.seconds))
+        d, p, q = statistics.median(ds), statistics.median(ps), statistics.median(qs)
         ratio = statistics.median(x / y for x, y in zip(ds, ps, strict=True))
-        print(f"{label:<10} {len(stable.body):>7} {d:>9.0f} {p:>13.0f} {ratio:>10.2f}")
+        q_ratio = statistics.median(x / y for x, y in zip(qs, ps, strict=True))
+        print(f"{label:<10} {len(stable.body):>7} {d:>9.0f} {p:>13.0f} {ratio:>10.2f} {q:>12.0f} {q_ratio:>10.2f}")
 
 
 if __name__ == "__main__":

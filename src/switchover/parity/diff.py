@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Protocol
 
 import orjson
@@ -82,6 +83,11 @@ class DiffOptions:
     float_tolerance: float = 0.0
     int_float_equal: bool = True
 
+    @cached_property
+    def named_headers(self) -> frozenset[str]:
+        """The headers the diff reads: those compared, and the body's type and encoding."""
+        return frozenset((*self.headers, "content-type", "content-encoding"))
+
     @classmethod
     def from_parity(cls, parity: Parity) -> DiffOptions:
         skip = {h.lower() for h in parity.ignore_headers}
@@ -105,8 +111,12 @@ def _compile(where: str, text: str) -> PathPattern:
         raise ValueError(f"{where}: {exc}") from None
 
 
+# json.dumps with options builds a new encoder on every call; one encoder writes the same text.
+_SHOW_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
+
 def _show(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    text = _SHOW_ENCODER.encode(value)
     return text if len(text) <= _SHOW else text[: _SHOW - 1] + "…"
 
 
@@ -125,12 +135,17 @@ _NINETEEN = b"0" * 19
 
 
 def _loads(body: bytes) -> Any:
+    return _loads_standard(body)[0]
+
+
+def _loads_standard(body: bytes) -> tuple[Any, bool]:
+    """The document, and whether it is standard JSON read by orjson (no NaN, no huge integers)."""
     if body.translate(_DIGITS_AS_ZERO).find(_NINETEEN) != -1:
-        return json.loads(body)
+        return json.loads(body), False
     try:
-        return orjson.loads(body)
+        return orjson.loads(body), True
     except orjson.JSONDecodeError:  # NaN, Infinity, integers beyond 64 bits: the standard library reads them
-        return json.loads(body)
+        return json.loads(body), False
 
 
 def _jtype(value: Any) -> str:
@@ -147,16 +162,49 @@ def _jtype(value: Any) -> str:
     return "object"
 
 
+_CONFIRMS_BEFORE_SEARCH = 8  # equal subtrees confirmed by their text before the bodies are searched
+
+
 class _Walker:
-    def __init__(self, opts: DiffOptions, bools: bool = True) -> None:
+    def __init__(self, opts: DiffOptions, bools: bool = True, texts: tuple[bytes, bytes] | None = None,
+                 standard: bool = False) -> None:
         self.opts = opts
         self.out: list[Difference] = []
         # Python's == calls true == 1 and (with int_float_equal off) 1 == 1.0 the same JSON; when a
         # document may hold booleans, or number types matter, equal subtrees are confirmed by text.
         self.confirm = bools or not opts.int_float_equal
+        # With the bodies at hand, a walk that confirms many subtrees searches them once instead:
+        # no "true"/"false" in either means no booleans, and nothing left to confirm.
+        self._texts = texts if self.confirm and opts.int_float_equal else None
+        self._confirms = 0
+        # Parsed as standard JSON (no NaN, which is not equal to itself): Python's == can rule out
+        # a reordering (see walk_list).
+        self.standard = standard
+
+    def ignored(self, loc: Location) -> bool:
+        return bool(self.opts.ignore) and self.opts.ignore.matches(loc)
 
     def same(self, a: Any, b: Any) -> bool:
-        return a == b and (not self.confirm or _dumps(a) == _dumps(b))
+        if a != b:
+            return False
+        if not self.confirm:
+            return True
+        if self._texts is not None:
+            self._confirms += 1
+            if self._confirms > _CONFIRMS_BEFORE_SEARCH:
+                sb, cb = self._texts
+                self._texts = None
+                if not (b"true" in sb or b"false" in sb or b"true" in cb or b"false" in cb):
+                    self.confirm = False
+                    return True
+        # The same text (the usual case: one serialiser, one key order) says the same types too; the
+        # canonical text settles the rest. Cheaper than searching whole bodies for true/false.
+        try:
+            if orjson.dumps(a) == orjson.dumps(b):
+                return True
+        except TypeError:  # integers beyond 64 bits
+            pass
+        return _dumps(a) == _dumps(b)
 
     def add(self, loc: Location, kind: DiffKind, a: Any, b: Any, *, a_absent: bool = False,
             b_absent: bool = False) -> None:
@@ -169,19 +217,20 @@ class _Walker:
         # (`==` alone calls true == 1 equal: same type for scalars, canonical text for subtrees.)
         if ta is tb and a == b and ((ta is not dict and ta is not list) or self.same(a, b)):
             return
-        if self.opts.ignore and self.opts.ignore.matches(loc):
+        if self.ignored(loc):
             return
         if ta is dict and tb is dict:
             for key, value in a.items():
                 if key in b:
                     bv = b[key]
-                    if type(value) is type(bv) and value == bv and not isinstance(value, dict | list):
+                    if type(value) is type(bv) and value == bv and (
+                            not self.confirm or not isinstance(value, dict | list)):
                         continue
                     self.walk(value, bv, (*loc, key))
-                elif not (self.opts.ignore and self.opts.ignore.matches((*loc, key))):
+                elif not self.ignored((*loc, key)):
                     self.add((*loc, key), DiffKind.MISSING, value, None, b_absent=True)
             for key, value in b.items():
-                if key not in a and not (self.opts.ignore and self.opts.ignore.matches((*loc, key))):
+                if key not in a and not self.ignored((*loc, key)):
                     self.add((*loc, key), DiffKind.EXTRA, None, value, a_absent=True)
             return
         if ta is list and tb is list:
@@ -226,29 +275,46 @@ class _Walker:
                     left[k] -= 1
                     only_b.append(v)
             a, b = only_a, only_b
-        elif len(a) == len(b) and len(a) > 1:
+        elif len(a) == len(b) and len(a) > 1 and self.may_be_reordered(a, b, loc):
             ka = [_dumps(self.canon(v, (*loc, i))) for i, v in enumerate(a)]
             kb = [_dumps(self.canon(v, (*loc, i))) for i, v in enumerate(b)]
             if ka != kb and sorted(ka) == sorted(kb):
                 self.add(loc, DiffKind.ORDER, a, b)
                 return
+        confirm = self.confirm
         for i in range(min(len(a), len(b))):
-            self.walk(a[i], b[i], (*loc, i))
+            x, y = a[i], b[i]
+            if type(x) is type(y) and x == y and (not confirm or not isinstance(x, dict | list)):
+                continue  # what walk would return at once, without building the location
+            self.walk(x, y, (*loc, i))
+            confirm = self.confirm
         for i in range(len(b), len(a)):
-            if not (self.opts.ignore and self.opts.ignore.matches((*loc, i))):
+            if not self.ignored((*loc, i)):
                 self.add((*loc, i), DiffKind.MISSING, a[i], None, b_absent=True)
         for i in range(len(a), len(b)):
-            if not (self.opts.ignore and self.opts.ignore.matches((*loc, i))):
+            if not self.ignored((*loc, i)):
                 self.add((*loc, i), DiffKind.EXTRA, None, b[i], a_absent=True)
+
+    def may_be_reordered(self, a: list[Any], b: list[Any], loc: Location) -> bool:
+        """False when ``b`` cannot hold ``a``'s elements in another order: the first element that
+        differs from its counterpart is nowhere in ``b``. Sound because elements with the same
+        canonical text are equal by ``==``, unless an ignored or unordered path lies inside them
+        (or NaN, which standard JSON cannot hold). Saves writing every element's canonical text."""
+        if not self.standard or self.opts.ignore.reaches_below(loc) or self.opts.unordered.reaches_below(loc):
+            return True
+        for x, y in zip(a, b, strict=True):
+            if x != y:
+                return x in b
+        return True  # equal by ==: true == 1 and 1 == 1.0 may still differ in text
 
     def canon(self, value: Any, loc: Location) -> Any:
         """A normalised copy: ignored paths removed, integral floats as ints, unordered arrays sorted."""
         if isinstance(value, dict):
             return {k: self.canon(v, (*loc, k)) for k, v in value.items()
-                    if not (self.opts.ignore and self.opts.ignore.matches((*loc, k)))}
+                    if not self.ignored((*loc, k))}
         if isinstance(value, list):
             items = [self.canon(v, (*loc, i)) for i, v in enumerate(value)
-                     if not (self.opts.ignore and self.opts.ignore.matches((*loc, i)))]
+                     if not self.ignored((*loc, i))]
             if self.opts.unordered and self.opts.unordered.matches(loc):
                 items.sort(key=_dumps)
             return items
@@ -278,32 +344,47 @@ def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     return ", ".join(values) if values else None
 
 
+def _named(headers: Iterable[tuple[str, str]], names: frozenset[str]) -> dict[str, str]:
+    """``header(headers, name)`` for each of ``names`` that is there, in one pass."""
+    found: dict[str, str] = {}
+    for k, v in headers:
+        lk = k.lower()
+        if lk in names:
+            found[lk] = found[lk] + ", " + v if lk in found else v
+    return found
+
+
 def decoded_body(answer: AnswerLike) -> bytes:
     """The body with gzip/deflate content-encoding undone (so compression never counts as a change)."""
-    encoding = (header(answer.headers, "content-encoding") or "").lower()
+    return _decoded(answer.body, header(answer.headers, "content-encoding"))
+
+
+def _decoded(body: bytes, content_encoding: str | None) -> bytes:
+    encoding = (content_encoding or "").lower()
     if encoding in ("gzip", "x-gzip", "deflate"):
         try:
-            return zlib.decompress(answer.body, 47 if "gzip" in encoding else 15)
+            return zlib.decompress(body, 47 if "gzip" in encoding else 15)
         except zlib.error:
             try:
-                return zlib.decompress(answer.body, -15)
+                return zlib.decompress(body, -15)
             except zlib.error:
-                return answer.body
-    return answer.body
+                return body
+    return body
 
 
 _NOT_JSON = object()
 
 
-def _parse(body: bytes, content_type: str | None) -> Any:
+def _parse(body: bytes, content_type: str | None) -> tuple[Any, bool]:
+    """The document (``_NOT_JSON`` when it is not JSON) and whether it is standard JSON."""
     text = body.strip()
     looks = (content_type is not None and "json" in content_type.lower()) or text[:1] in (b"{", b"[")
     if not looks:
-        return _NOT_JSON
+        return _NOT_JSON, False
     try:
-        return _loads(body)
+        return _loads_standard(body)
     except (ValueError, UnicodeDecodeError):
-        return _NOT_JSON
+        return _NOT_JSON, False
 
 
 def _text(body: bytes) -> str:
@@ -313,27 +394,72 @@ def _text(body: bytes) -> str:
 
 def diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions) -> list[Difference]:
     """All differences between two answers to the same request. The stable answer must exist."""
+    found = _diff_answers(stable, candidate, opts, _Walker)
+    assert found is not None  # no size limit
+    out, walker = found
+    if walker is not None:
+        out.extend(walker.out)
+    return out
+
+
+def difference_keys(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions,
+                    max_bytes: int | None = None) -> set[str] | None:
+    """``{d.key for d in diff_answers(...)}`` without writing what each difference shows (values,
+    concrete places): all that counting needs, for a fraction of the cost. With ``max_bytes``, None
+    for a body above it or a compressed one (what it holds is unknown until undone)."""
+    found = _diff_answers(stable, candidate, opts, _KeyWalker, max_bytes)
+    if found is None:
+        return None
+    out, walker = found
+    keys = {d.key for d in out}
+    if isinstance(walker, _KeyWalker):
+        keys |= walker.keys
+    return keys
+
+
+class _KeyWalker(_Walker):
+    """The same walk, recording only the keys (field|kind) of what differs."""
+
+    def __init__(self, opts: DiffOptions, bools: bool = True, texts: tuple[bytes, bytes] | None = None,
+                 standard: bool = False) -> None:
+        super().__init__(opts, bools, texts, standard)
+        self.keys: set[str] = set()
+
+    def add(self, loc: Location, kind: DiffKind, a: Any, b: Any, *, a_absent: bool = False,
+            b_absent: bool = False) -> None:
+        self.keys.add(f"{field_name(loc)}|{kind}")
+
+
+def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions, walker: type[_Walker],
+                  max_bytes: int | None = None) -> tuple[list[Difference], _Walker | None] | None:
+    """The differences found before the body's JSON, and the walker that compared the JSON (if any);
+    None when ``max_bytes`` is given and a body is above it or compressed."""
     if candidate.error:
-        return [Difference("error", DiffKind.ERROR, "error", str(stable.status), candidate.error)]
+        return [Difference("error", DiffKind.ERROR, "error", str(stable.status), candidate.error)], None
     out: list[Difference] = []
     if stable.status != candidate.status:
         # Bodies of different statuses (an error page against a JSON document) say nothing more.
-        return [Difference("status", DiffKind.STATUS, "status", str(stable.status), str(candidate.status))]
+        return [Difference("status", DiffKind.STATUS, "status", str(stable.status), str(candidate.status))], None
+    names = opts.named_headers
+    sh, ch = _named(stable.headers, names), _named(candidate.headers, names)
+    if max_bytes is not None and ("content-encoding" in sh or "content-encoding" in ch
+                                  or len(stable.body) > max_bytes or len(candidate.body) > max_bytes):
+        return None
     for name in opts.headers:
-        sv, cv = header(stable.headers, name), header(candidate.headers, name)
+        sv, cv = sh.get(name), ch.get(name)
         if sv != cv:
             out.append(Difference(f"header:{name}", DiffKind.HEADER, f"header:{name}", sv or "", cv or ""))
-    sb, cb = decoded_body(stable), decoded_body(candidate)
+    sb, cb = _decoded(stable.body, sh.get("content-encoding")), _decoded(candidate.body, ch.get("content-encoding"))
     if sb == cb:
-        return out
-    sdoc = _parse(sb, header(stable.headers, "content-type"))
-    cdoc = _parse(cb, header(candidate.headers, "content-type"))
+        return out, None
+    sdoc, s_std = _parse(sb, sh.get("content-type"))
+    cdoc, c_std = _parse(cb, ch.get("content-type"))
     if sdoc is _NOT_JSON and cdoc is _NOT_JSON:
         out.append(Difference("body", DiffKind.CHANGED, "body", _text(sb), _text(cb)))
     elif sdoc is _NOT_JSON or cdoc is _NOT_JSON:
         out.append(Difference("body", DiffKind.TYPE, "body", _text(sb), _text(cb)))
     else:
-        # No "true"/"false" anywhere in either text means no booleans: a cheap C-speed check.
-        bools = b"true" in sb or b"false" in sb or b"true" in cb or b"false" in cb
-        out.extend(diff_json(sdoc, cdoc, opts, bools))
-    return out
+        w = walker(opts, True, (sb, cb), s_std and c_std)
+        w.walk(sdoc, cdoc, ())
+        return out, w
+    return out, None

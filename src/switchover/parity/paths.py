@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 Location = tuple[str | int, ...]
 
@@ -79,6 +80,20 @@ def _match(tokens: tuple[Token, ...], ti: int, loc: Location, li: int) -> bool:
     return li == len(loc)
 
 
+def _below(tokens: tuple[Token, ...], loc: Location) -> bool:
+    """Whether the pattern may match some location strictly below ``loc`` (``..`` may: always)."""
+    for ti, tok in enumerate(tokens):
+        if tok == DEEP:
+            return True
+        if ti >= len(loc):
+            return True  # loc is used up and the pattern goes on
+        part = loc[ti]
+        if tok != ANY and (tok != part or (isinstance(tok, str) and not isinstance(part, str))):
+            return False
+    return False
+
+
+@lru_cache(maxsize=8192)  # the same few fields differ again and again
 def field_name(loc: Location) -> str:
     """``("items", 3, "price")`` -> ``$.items[*].price`` (indexes collapsed for counting)."""
     out = ["$"]
@@ -113,9 +128,28 @@ class PathSet:
 
     def __init__(self, patterns: list[PathPattern]) -> None:
         self.patterns = patterns
+        self._seen: dict[Location, bool] = {}  # the diff asks about the same places for every answer
+        self._below: dict[Location, bool] = {}
 
     def __bool__(self) -> bool:
         return bool(self.patterns)
 
     def matches(self, loc: Location) -> bool:
-        return any(p.matches(loc) for p in self.patterns)
+        hit = self._seen.get(loc)
+        if hit is None:
+            hit = any(p.matches(loc) for p in self.patterns)
+            if len(self._seen) < _SEEN_MAX:
+                self._seen[loc] = hit
+        return hit
+
+    def reaches_below(self, loc: Location) -> bool:
+        """Whether a pattern may match a location strictly below ``loc``."""
+        hit = self._below.get(loc)
+        if hit is None:
+            hit = any(_below(p.tokens, loc) for p in self.patterns)
+            if len(self._below) < _SEEN_MAX:
+                self._below[loc] = hit
+        return hit
+
+
+_SEEN_MAX = 4096

@@ -2,12 +2,17 @@
 anything else, answers 202 at once, and compares stable's answer (and a second stable's) with the
 candidate's for each copy. Work waits in a bounded queue: when the candidate is slow the queue
 fills and further copies are dropped and counted, never piled up without bound.
+
+Its listen address also answers ``GET /api/v1/parity`` (the report, the JSON the proxy's admin API
+serves) and ``GET /healthz``, as the proxy's admin address does; copies of those two paths are
+therefore not compared.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +26,7 @@ from switchover.parity.upstream import Clients, Upstreams, exchange
 _ACCEPTED = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n"
 _ACCEPTED_CLOSE = b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _MAX_BODY = 8 * 1024 * 1024
+_ADMIN = frozenset({"/api/v1/parity", "/healthz"})
 
 
 @dataclass
@@ -78,6 +84,14 @@ class _Copy(asyncio.Protocol):
         request = Request(method, self.url.decode("latin-1") or "/", tuple(self.headers), bytes(self.body))
         keep = self.parser.should_keep_alive()
         self._reset()
+        path = request.path.split("?", 1)[0]
+        if path in _ADMIN and method in ("GET", "HEAD"):
+            answer = self.server.admin(path, keep)
+            if self.transport is not None:
+                self.transport.write(answer if method == "GET" else answer.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+                if not keep:
+                    self.transport.close()
+            return
         self.server.take(request)
         if self.transport is not None:
             self.transport.write(_ACCEPTED if keep else _ACCEPTED_CLOSE)
@@ -108,6 +122,18 @@ class ParityServer:
             self.queue.put_nowait(request)
         except asyncio.QueueFull:
             self.stats.dropped += 1
+
+    def admin(self, path: str, keep: bool) -> bytes:
+        """The whole HTTP answer to ``GET /api/v1/parity`` or ``GET /healthz``."""
+        if path == "/healthz":
+            body = b'{"ok": true}'
+        else:
+            self.flush_counters()
+            report = self.sink.report()
+            report["serve"] = {**self.stats.to_json(), "queued": self.queue.qsize()}
+            body = json.dumps(report).encode()
+        return (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s"
+                % (len(body), b"" if keep else b"connection: close\r\n", body))
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from switchover.parity.compare import Comparer, Comparison, Request, is_read
+from switchover.parity.quick import Counts
 from switchover.parity.report import build_report, plan_budget
 from switchover.parity.store import MismatchStore
 from switchover.parity.upstream import HOP_BY_HOP, SHADOW_HEADER
@@ -68,17 +69,30 @@ class ParitySink:
         """Called on the proxy's loop: never blocks."""
         self.submitted += 1
         if self._pool is not None and self._wants_noise(pair.method):
-            with self._lock:
-                full = self._noise_inflight >= self.parity.queue
-                if not full:
-                    self._noise_inflight += 1
-            if full:
-                self._drop()
-                return
-            fut = self._pool.submit(self._fetch_noise, pair)
-            fut.add_done_callback(functools.partial(self._noise_done, pair))
+            self.submit_noise(pair)
             return
         self.submit_exchange(pair, None)
+
+    def submit_noise(self, pair: MirrorPair) -> None:
+        """Call stable a second time (from the pool), then queue the pair with that answer."""
+        if self._pool is None:
+            self.submit_exchange(pair, None)
+            return
+        with self._lock:
+            full = self._noise_inflight >= self.parity.queue
+            if not full:
+                self._noise_inflight += 1
+        if full:
+            self._drop()
+            return
+        fut = self._pool.submit(self._fetch_noise, pair)
+        fut.add_done_callback(functools.partial(self._noise_done, pair))
+
+    def skip(self, method: str, path: str, at: float, reason: str) -> None:
+        """A pair never compared (``too_large``): counted in the store at once (rare)."""
+        counts = Counts()
+        counts.skip(self.comparer.endpoint(method, path), at, reason)
+        self.store.record_counts(counts)
 
     @property
     def fetches_noise(self) -> bool:

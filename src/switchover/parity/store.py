@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from switchover.errors import UserError
 from switchover.parity.budget import OVERFLOW, EndpointCount, FieldCount, Signature, Tally
 from switchover.parity.compare import Comparison
+from switchover.parity.quick import Counts
 from switchover.sqlite_wal import open_shared
 
 if TYPE_CHECKING:
@@ -124,15 +125,42 @@ class MismatchStore:
                     db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
                                "ON CONFLICT DO UPDATE SET value = value + excluded.value", (name, value))
 
-    def _signature(self, db: sqlite3.Connection, endpoint: str, keys: str) -> None:
-        hit = db.execute("UPDATE signatures SET count = count + 1 WHERE endpoint = ? AND keys = ?", (endpoint, keys))
+    def record_counts(self, counts: Counts, counters: dict[str, int] | None = None) -> None:
+        """Add counts summed elsewhere (the proxy's cheap path): the same rows as ``record`` of the
+        comparisons they sum, in one transaction."""
+        with self._tx() as db:
+            for ep, (n, first, last) in counts.endpoints.items():
+                db.execute("INSERT INTO endpoints (endpoint, compared, first_at, last_at) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT (endpoint) DO UPDATE SET compared = compared + excluded.compared, "
+                           "last_at = MAX(last_at, excluded.last_at)", (ep, int(n), first, last))
+            for (ep, key), n in counts.fields.items():
+                field, _, kind = key.rpartition("|")
+                db.execute("INSERT INTO fields (endpoint, field, kind, diffs) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT DO UPDATE SET diffs = diffs + excluded.diffs", (ep, field, kind, n))
+            for (ep, keys), n in counts.signatures.items():
+                self._signature(db, ep, json.dumps(list(keys)), n)
+            totals = dict(counters or {})
+            totals["compared"] = totals.get("compared", 0) + counts.compared
+            for (ep, reason), (n, first, last) in counts.skipped.items():
+                db.execute("INSERT INTO endpoints (endpoint, skipped, first_at, last_at) VALUES (?, ?, ?, ?) "
+                           "ON CONFLICT (endpoint) DO UPDATE SET skipped = skipped + excluded.skipped, "
+                           "last_at = MAX(last_at, excluded.last_at)", (ep, int(n), first, last))
+                totals[f"skipped_{reason}"] = totals.get(f"skipped_{reason}", 0) + int(n)
+            for name, value in totals.items():
+                if value:
+                    db.execute("INSERT INTO counters (name, value) VALUES (?, ?) "
+                               "ON CONFLICT DO UPDATE SET value = value + excluded.value", (name, value))
+
+    def _signature(self, db: sqlite3.Connection, endpoint: str, keys: str, n: int = 1) -> None:
+        hit = db.execute("UPDATE signatures SET count = count + ? WHERE endpoint = ? AND keys = ?",
+                         (n, endpoint, keys))
         if hit.rowcount:
             return
-        (n,) = db.execute("SELECT COUNT(*) FROM signatures WHERE endpoint = ?", (endpoint,)).fetchone()
-        if n >= MAX_SIGNATURES:
+        (have,) = db.execute("SELECT COUNT(*) FROM signatures WHERE endpoint = ?", (endpoint,)).fetchone()
+        if have >= MAX_SIGNATURES:
             keys = json.dumps([OVERFLOW])
-        db.execute("INSERT INTO signatures (endpoint, keys, count) VALUES (?, ?, 1) "
-                   "ON CONFLICT DO UPDATE SET count = count + 1", (endpoint, keys))
+        db.execute("INSERT INTO signatures (endpoint, keys, count) VALUES (?, ?, ?) "
+                   "ON CONFLICT DO UPDATE SET count = count + excluded.count", (endpoint, keys, n))
 
     # ------------------------------------------------------------ reading
 

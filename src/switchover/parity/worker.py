@@ -1,6 +1,14 @@
-"""The proxy's sink with the diff in another process (what ``make_sink`` gives the proxy).
+"""The proxy's sink (what ``make_sink`` gives the proxy): small answers diffed on the proxy's loop,
+the rest in another process.
 
-Measured (docs/performance-parity.md): diffing in a thread of the proxy's process takes the GIL
+Small answers (``quick.py``: up to 16 KiB, not compressed, no noise call wanted) are diffed where
+they are, on the proxy's event loop, recording only what the counts need; the counts are summed and
+go to the worker every 250 ms. This costs a fraction of handing the pair over (measured in
+docs/performance-parity.md), and the loop spends at most ``QUICK_SHARE`` of its time on it: beyond
+that, pairs are dropped and counted. A differing pair whose sample the store wants, and every pair
+the cheap path cannot settle, goes to the worker as before.
+
+Why a process and not a thread for those (measured, docs/performance-parity.md): diffing in a thread of the proxy's process takes the GIL
 from the event loop and costs users about half the throughput at mirror 20%; so does a thread
 that only ships pairs to another process (the GIL convoy: the loop waits for the switch interval
 each time it wants the GIL back). So everything on the proxy's side runs on its event loop, in
@@ -14,15 +22,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
 import pickle
+import random
 import struct
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from switchover.parity.compare import Comparer, is_read
+from switchover.parity.quick import Counts, QuickDiff
 from switchover.parity.report import build_report, plan_budget
 from switchover.parity.store import MismatchStore, store_path
 from switchover.traffic.proxy.hooks import Answer, MirrorPair
@@ -34,17 +47,23 @@ log = logging.getLogger(__name__)
 
 _SHIP_EVERY = 0.02  # seconds: pairs are pickled and written in batches this often
 _MAX_UNSENT = 16 * 1024 * 1024  # bytes of frames waiting for the pipe before pairs are dropped
+_COUNT_EVERY = 0.25  # seconds: counts summed on the loop reach the worker (and the store) this often
+QUICK_SHARE = 0.25  # at most this share of the loop's time goes to the cheap diff (over _WINDOW)
+_WINDOW = 0.1  # seconds
+_SLOW_PAIR = 0.001  # seconds: an endpoint whose pairs take longer (moving average) goes to the worker
+_SLOW_FORGIVEN = 60.0  # seconds until endpoints found slow are tried on the loop again
 
 
 # Pairs cross the pipe as plain tuples: pickling the frozen dataclasses costs ~7x more (34 us
 # against 5 us for a pair of 2 KB answers), and that time is taken on the proxy's loop.
-WirePair = tuple[str, str, tuple[tuple[str, str], ...], bytes, tuple[Any, ...], tuple[Any, ...], float]
+# The last element says whether the worker calls stable a second time (noise) for this pair.
+WirePair = tuple[str, str, tuple[tuple[str, str], ...], bytes, tuple[Any, ...], tuple[Any, ...], float, bool]
 
 
-def to_wire(p: MirrorPair) -> WirePair:
+def to_wire(p: MirrorPair, noise: bool = False) -> WirePair:
     s, c = p.stable, p.candidate
     return (p.method, p.path, p.headers, p.body, (s.status, s.headers, s.body, s.latency, s.error),
-            (c.status, c.headers, c.body, c.latency, c.error), p.at)
+            (c.status, c.headers, c.body, c.latency, c.error), p.at, noise)
 
 
 def from_wire(w: WirePair) -> MirrorPair:
@@ -60,17 +79,35 @@ def _frame(message: object) -> bytes:
 class ProcessSink:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.limit = plan.parity.queue
+        parity = plan.parity
+        self.limit = parity.queue
         self.budget, self.min_compared = plan_budget(plan)
         self._pending: list[WirePair] = []
         self._out = bytearray()  # framed batches the pipe has not taken yet
         self.submitted = 0
         self.dropped = 0
+        self.quick = 0  # pairs diffed on the loop
+        self.quick_seconds = 0.0  # and the time it took
+        self.to_worker = 0
+        self.skipped = 0  # answers above the copy cap, never buffered
         self._unsent_dropped = 0
-        self._scheduled = False
+        self._counts = Counts()
+        self._counts_due = 0.0
+        self._ship_at: float | None = None  # loop time of the next planned ship
         self._writer_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._lock = threading.Lock()  # only for close() racing a late submit from another thread
+        self._quick = QuickDiff(Comparer(parity))
+        self._noise_always = bool(parity.stable_secondary)
+        self._learn_noise = parity.learn_noise
+        self._samples = parity.samples
+        self._sampled: dict[str, int] = {}  # differing pairs sent to the worker for samples, per endpoint
+        self._sampled_now: set[str] = set()  # endpoints that sent one since the counts last left
+        self._window = float("-inf")  # when the current window of the loop's time began
+        self._spent = 0.0  # and what the cheap diff spent of it
+        self._cost: dict[str, float] = {}  # per endpoint: moving average of the seconds a pair took
+        self._slow: set[str] = set()  # endpoints whose pairs go to the worker (slow to diff here)
+        self._slow_until = 0.0
         # spawn, not fork: the proxy runs an event loop and threads that a fork would copy half-way.
         ctx = multiprocessing.get_context("spawn")
         receiver, self._conn = ctx.Pipe(duplex=False)
@@ -84,28 +121,130 @@ class ProcessSink:
     # ------------------------------------------------------------ on the proxy's loop
 
     def submit(self, pair: MirrorPair) -> None:
-        """An append, or a counted drop when the worker is too far behind. Never blocks."""
+        """Diffed here when small (within the loop's share), else an append to the worker's batch, or
+        a counted drop when the worker is too far behind. Never blocks."""
         self.submitted += 1
-        if self._closed or len(self._pending) >= self.limit or len(self._out) > _MAX_UNSENT:
-            self.dropped += 1
-            self._unsent_dropped += 1
+        if self._closed:
+            self._drop()
             return
-        self._pending.append(to_wire(pair))
-        if not self._scheduled:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop (a caller outside the proxy): ship now
-                self._ship()
-                return
-            self._scheduled = True
-            loop.call_later(_SHIP_EVERY, self._ship)
+        noise = self._wants_noise(pair.method)
+        if not noise and self._diff_here(pair):
+            return
+        if len(self._pending) >= self.limit or len(self._out) > _MAX_UNSENT:
+            self._drop()
+            return
+        self.to_worker += 1
+        self._pending.append(to_wire(pair, noise))
+        self._schedule(_SHIP_EVERY)
+
+    def skip(self, method: str, path: str, at: float, reason: str) -> None:
+        """A pair the proxy did not buffer (an answer above the copy cap): counted, never compared."""
+        self.skipped += 1
+        self._counts.skip(self._quick.endpoint(method, path), at, reason)
+        self._schedule(_COUNT_EVERY)
+
+    def _diff_here(self, pair: MirrorPair) -> bool:
+        """The cheap path (quick.py); False when the worker must take the pair."""
+        start = time.perf_counter()
+        if start - self._window >= _WINDOW:
+            self._window, self._spent = start, 0.0
+            if start >= self._slow_until:
+                self._slow.clear()  # endpoints found slow are tried again after a while
+                self._cost.clear()
+                self._slow_until = start + _SLOW_FORGIVEN
+        elif self._spent >= QUICK_SHARE * _WINDOW:
+            self._drop()  # the loop has given parity its share: users first
+            return True
+        endpoint = self._quick.endpoint(pair.method, pair.path)
+        if endpoint in self._slow:
+            return False
+        keys = self._keys(pair)
+        spent = time.perf_counter() - start
+        self._spent += spent
+        self.quick_seconds += spent
+        # Answers that take long to diff (long unordered arrays, reorderings) are the worker's job.
+        # A moving average, so that a pair that only waited for the CPU (wall time) does not count.
+        cost = self._cost.get(endpoint, 0.0)
+        cost += (spent - cost) / 16
+        self._cost[endpoint] = cost
+        if cost > _SLOW_PAIR:
+            self._slow.add(endpoint)
+        if keys is None:
+            return False
+        if keys and self._wants_sample(endpoint):
+            return False  # the worker diffs it in full and keeps it as a sample
+        self._counts.add(endpoint, pair.at, keys)
+        self.quick += 1
+        if self._ship_at is None:  # a ship planned already comes within _COUNT_EVERY
+            self._schedule(_COUNT_EVERY)
+        return True
+
+    def _keys(self, pair: MirrorPair) -> tuple[str, ...] | None:
+        # Parsing makes ~50 containers per 2 KB answer, all freed (no cycles) before this returns;
+        # with the collector on, they trigger collections that walk the proxy's own young objects.
+        # Measured: ~3 us per user request at mirror 20% (benchmarks/parity/sink_cost.py).
+        if not gc.isenabled():
+            return self._quick.keys(pair.stable, pair.candidate)
+        gc.disable()
+        try:
+            return self._quick.keys(pair.stable, pair.candidate)
+        finally:
+            gc.enable()
+
+    def _wants_noise(self, method: str) -> bool:
+        """Whether the worker calls stable a second time for this pair (as ``ParitySink.submit`` decides)."""
+        if not (self._noise_always or self._learn_noise) or not is_read(method):
+            return False  # never send a write to stable twice
+        return self._noise_always or random.random() < self._learn_noise
+
+    def _wants_sample(self, endpoint: str) -> bool:
+        """The store keeps the last N differing answers per endpoint: all until it has N, then one
+        per ``_COUNT_EVERY`` keeps them fresh (as ``ParitySink`` picks them)."""
+        if not self._samples:
+            return False
+        sent = self._sampled.get(endpoint, 0)
+        if sent >= self._samples and endpoint in self._sampled_now:
+            return False
+        self._sampled[endpoint] = sent + 1
+        self._sampled_now.add(endpoint)
+        return True
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        self._unsent_dropped += 1
+        self._schedule(_COUNT_EVERY)
+
+    def _schedule(self, delay: float) -> None:
+        """Ship within ``delay`` seconds (an earlier ship already planned will do)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a caller outside the proxy): ship now
+            self._ship()
+            return
+        due = loop.time() + delay
+        if self._ship_at is not None and self._ship_at <= due:
+            return
+        self._ship_at = due
+        loop.call_at(due, self._ship_timer, due)
+
+    def _ship_timer(self, due: float) -> None:
+        if self._ship_at == due:  # not replaced by an earlier one
+            self._ship_at = None
+            self._ship()
 
     def _ship(self) -> None:
-        self._scheduled = False
         batch, self._pending = self._pending, []
+        counts: Counts | None = None
+        now = time.monotonic()
+        if self._counts and (now >= self._counts_due or not batch):
+            counts, self._counts = self._counts, Counts()
+            self._counts_due = now + _COUNT_EVERY
+            self._sampled_now.clear()
+        elif self._counts:  # pairs left now; the counts follow with a later frame
+            self._schedule(_COUNT_EVERY)
         dropped, self._unsent_dropped = self._unsent_dropped, 0
-        if batch or dropped:
-            self._out += _frame((dropped, batch))
+        if batch or dropped or counts:
+            self._out += _frame((dropped, batch, counts))
             self._write()
 
     def _write(self) -> None:
@@ -134,9 +273,12 @@ class ProcessSink:
             self._writer_loop = None
 
     def report(self) -> dict[str, Any]:
-        extra = {"sink": {"submitted": self.submitted, "dropped": self.dropped, "pending": len(self._pending),
+        extra = {"sink": {"submitted": self.submitted, "dropped": self.dropped, "diffed_in_proxy": self.quick,
+                          "diff_seconds_in_proxy": round(self.quick_seconds, 6),
+                          "to_worker": self.to_worker,
+                          "skipped_too_large": self.skipped, "pending": len(self._pending),
                           "unsent_bytes": len(self._out), "worker_alive": self._process.is_alive(),
-                          "diff": "process"}}
+                          "diff": "proxy loop (small answers) + process"}}
         return build_report(self.store, self.plan.parity, self.budget, self.min_compared, extra=extra).to_json()
 
     # ------------------------------------------------------------ after the loop has ended
@@ -148,7 +290,8 @@ class ProcessSink:
                 return
             self._closed = True
         batch, self._pending = self._pending, []
-        self._out += _frame((self._unsent_dropped, batch)) + _frame(None)
+        counts, self._counts = self._counts, Counts()
+        self._out += _frame((self._unsent_dropped, batch, counts or None)) + _frame(None)
         os.set_blocking(self._fd, True)
         with contextlib.suppress(OSError):
             while self._out:
@@ -184,13 +327,15 @@ def _work(plan: Plan, conn: Connection) -> None:
                 break
             if message is None:
                 break
-            dropped, batch = message
-            if dropped:
+            dropped, batch, counts = message
+            if counts:
+                sink.store.record_counts(counts, {"dropped": dropped})
+            elif dropped:
                 sink.store.record([], {"dropped": dropped})
             for wire in batch:
                 pair = from_wire(wire)
-                if sink.fetches_noise:
-                    sink.submit(pair)  # the second stable is called first, from the sink's pool
+                if wire[7] and sink.fetches_noise:
+                    sink.submit_noise(pair)  # the second stable is called first, from the sink's pool
                 else:
                     sink.submit_exchange(pair, None, block=True)  # the pipe, not this queue, drops
     finally:

@@ -134,3 +134,19 @@ def test_parity_serve_bounds_its_queue_when_the_candidate_is_slow(services, proc
     report = json.loads(cli("parity", "report", "--plan", str(plan), "--json").stdout)
     assert report["counters"]["dropped"] in (24, 25)
     assert len(candidate.seen) <= 6
+
+
+def test_parity_serve_answers_its_report_and_health_on_its_listen_address(services, processes, tmp_path) -> None:
+    stable, candidate = services(), services(candidate_changes)
+    plan = write_plan(tmp_path, stable.url, candidate.url, IGNORE)
+    serve_url = start_serve(processes, plan, tmp_path)
+    with httpx.Client(base_url=serve_url) as client:
+        assert client.get("/healthz").json() == {"ok": True}
+        assert all(client.get(f"/orders/{i}").status_code == 202 for i in range(10))
+        wait_for(lambda: client.get("/api/v1/parity").json()["compared"] == 10, what="the copies to be diffed")
+        report = client.get("/api/v1/parity").json()
+    assert report["serve"]["received"] == 10  # the admin calls were not taken for copies
+    assert fields_of(report) == {("GET /orders/{id}", "$.total_cents", "changed", 1),
+                                 ("GET /orders/{id}", "$.status", "type", 1)}
+    from_cli = json.loads(cli("parity", "report", "--plan", str(plan), "--json").stdout)
+    assert fields_of(from_cli) == fields_of(report) and from_cli["regressed"] == report["regressed"] == 2

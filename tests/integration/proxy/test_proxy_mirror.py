@@ -60,8 +60,13 @@ class _Sink:
     def __init__(self) -> None:
         self.pairs: list[MirrorPair] = []
 
+        self.skipped: list[tuple[str, str]] = []
+
     def submit(self, pair: MirrorPair) -> None:
         self.pairs.append(pair)
+
+    def skip(self, method: str, path: str, at: float, reason: str) -> None:
+        self.skipped.append((path, reason))
 
     def report(self) -> dict[str, Any]:
         return {"enabled": True, "pairs": len(self.pairs)}
@@ -101,6 +106,32 @@ def test_mirrored_pairs_reach_the_parity_sink(stable: Upstream, candidate: Upstr
     assert b'"upstream": "candidate"' in pair.candidate.body
     assert b'"x-switchover-shadow": "1"' in pair.candidate.body
     assert dict(pair.stable.headers)["x-upstream"] == "stable"
+
+
+def test_answers_above_the_copy_cap_are_counted_as_skipped_not_buffered(stable: Upstream, candidate: Upstream,
+                                                                       tmp_path: Path) -> None:
+    config, _ = build_config(
+        plan_path=None, listen="127.0.0.1:0", admin="127.0.0.1:0", stable=stable.url, candidate=candidate.url,
+        app_name="sw_proxy_sink", weight=0, mirror=100, mirror_writes=False, sticky_header=None, sticky_cookie=None,
+        state_file=tmp_path / "s.json", admin_token=None, workers=None)
+    sink = _Sink()
+
+    async def scenario() -> None:
+        running = await start(config, Split(0, 100), sink)
+        base = f"http://127.0.0.1:{running.listen_port}"
+        async with httpx.AsyncClient() as client:
+            big = await client.get(base + "/big?n=200000")
+            assert big.status_code == 200 and len(big.content) == 200_000  # the user gets it all
+            await client.get(base + "/echo")
+            for _ in range(200):
+                if sink.pairs:
+                    break
+                await asyncio.sleep(0.02)
+        await running.stop(5)
+
+    asyncio.run(scenario())
+    assert sink.skipped == [("/big?n=200000", "too_large")]
+    assert [p.path for p in sink.pairs] == ["/echo"]
 
 
 def test_mirror_failures_are_counted_and_never_reach_users(stable: Upstream, upstreams, start_proxy) -> None:

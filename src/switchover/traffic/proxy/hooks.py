@@ -35,6 +35,10 @@ class MirrorSink(Protocol):
     def submit(self, pair: MirrorPair) -> None:
         """Take one pair; must not block."""
 
+    def skip(self, method: str, path: str, at: float, reason: str) -> None:
+        """A mirrored request whose answers will not be compared: ``too_large`` when an answer is
+        above the copy cap (not buffered). Counted, so that reports say what was never diffed."""
+
     def report(self) -> dict[str, Any]:
         """JSON for the admin API's GET /api/v1/parity."""
 

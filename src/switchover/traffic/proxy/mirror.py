@@ -52,20 +52,27 @@ class PairSlot:
 
     def stable_done(self, status: int, latency: float, error: str | None) -> None:
         if self.stable_size > self.cap:
-            self.cancelled = True  # too big to compare
+            self.too_large()
             return
         self.stable = Answer(status, self.stable_headers, b"".join(self.stable_chunks), latency,
                              None if error is None else error_kind(error))
         self._maybe_submit()
 
     def candidate_done(self, answer: Answer | None) -> None:
+        """The copy's answer, or None when it was above the copy cap."""
         if answer is None:
-            self.cancelled = True
+            self.too_large()
             return
         self.candidate = answer
         self._maybe_submit()
 
     def cancel(self) -> None:
+        self.cancelled = True
+
+    def too_large(self) -> None:
+        """An answer above the copy cap was not buffered: never compared, but counted."""
+        if not self.cancelled and self.mirror.sink is not None:
+            self.mirror.sink.skip(self.method, self.path, self.at, "too_large")
         self.cancelled = True
 
     def _maybe_submit(self) -> None:

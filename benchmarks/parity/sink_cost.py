@@ -1,0 +1,176 @@
+"""Where the proxy's CPU goes with a parity sink: the same proxy, in-process, with different sinks.
+
+    flock /tmp/bench.lock .venv/bin/python benchmarks/parity/sink_cost.py [--rounds 5] [--kb 2]
+
+Our own nginx serves the two answers (as ``proxy_mirror.py``); for each sink in turn a child
+process runs the proxy (mirror 20%) and wrk drives it; the child reports its CPU time per user
+request. Sinks: ``none`` (no sink: nothing buffered), ``take`` (both answers buffered and handed
+over, then thrown away), ``parse`` (and both parsed with orjson), ``diff`` (the proxy's cheap diff,
+``QuickDiff.keys``, with the collector paused as ``ProcessSink`` runs it), ``diff-gc`` (the same
+with the collector on). Rounds alternate the sinks; medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import re
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+SINKS = ("none", "take", "parse", "diff", "diff-gc")
+
+
+class _Take:
+    def submit(self, pair: Any) -> None:
+        pass
+
+    def skip(self, *args: Any) -> None:
+        pass
+
+    def report(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class _Parse(_Take):
+    def submit(self, pair: Any) -> None:
+        import orjson
+
+        gc.disable()
+        try:
+            orjson.loads(pair.stable.body)
+            orjson.loads(pair.candidate.body)
+        finally:
+            gc.enable()
+
+
+class _Diff(_Take):
+    def __init__(self, pause_gc: bool) -> None:
+        from switchover.parity.compare import Comparer
+        from switchover.parity.quick import QuickDiff
+        from switchover.plan.parity import Parity
+
+        self.quick = QuickDiff(Comparer(Parity(ignore=["$.generated_at"])))
+        self.pause_gc = pause_gc
+
+    def submit(self, pair: Any) -> None:
+        if self.pause_gc:
+            gc.disable()
+        try:
+            self.quick.keys(pair.stable, pair.candidate)
+        finally:
+            gc.enable()
+
+
+def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> None:
+    import uvloop
+
+    from switchover.cli.proxy import build_config
+    from switchover.traffic.proxy.routing import Split
+    from switchover.traffic.proxy.runner import start
+
+    sinks = {"none": None, "take": _Take(), "parse": _Parse(), "diff": _Diff(True), "diff-gc": _Diff(False)}
+    sink = sinks[sink_name]
+
+    def cpu() -> None:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        print(f"cpu {ru.ru_utime + ru.ru_stime:.4f}", flush=True)
+
+    async def main() -> None:
+        config, _ = build_config(
+            plan_path=None, listen=f"127.0.0.1:{port}", admin="127.0.0.1:0", stable=stable, candidate=candidate,
+            app_name="sw_sink_cost", weight=0, mirror=20, mirror_writes=False, sticky_header=None,
+            sticky_cookie=None, state_file=tmp / f"split-{port}.json", admin_token=None, workers=None)
+        running = await start(config, Split(0, 20), sink)  # type: ignore[arg-type]
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, stop.set)
+        loop.add_signal_handler(signal.SIGUSR2, cpu)
+        print("ready", flush=True)
+        await stop.wait()
+        cpu()
+        await running.stop(1)
+
+    uvloop.run(main())
+
+
+def _wrk(url: str, seconds: int) -> int:
+    out = subprocess.run(["wrk", "-t1", "-c16", f"-d{seconds}s", url], capture_output=True, text=True,
+                         timeout=seconds + 30).stdout
+    match = re.search(r"(\d+) requests in", out)
+    if match is None:
+        raise SystemExit(f"wrk gave no count:\n{out}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--kb", type=int, default=2)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        name, stable, candidate, port, tmp = args.child
+        child(name, stable, candidate, int(port), Path(tmp))
+        return
+    sys.path.insert(0, str(Path(__file__).parent))
+    from proxy_mirror import NGINX, order
+
+    from switchover.demo.runner import Processes, free_port, wait_http
+
+    cost: dict[str, list[float]] = {s: [] for s in SINKS}
+    with tempfile.TemporaryDirectory(prefix="sw-sink-cost-") as tmp_name, \
+            open(Path(tmp_name) / "processes.log", "ab") as log:
+        tmp = Path(tmp_name)
+        procs = Processes(log)  # type: ignore[arg-type]
+        try:
+            ports = {k: free_port() for k in ("stable", "candidate")}
+            for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "stable", "candidate"):
+                (tmp / sub).mkdir()
+            (tmp / "stable" / "order.json").write_bytes(order(args.kb, "2026-01-01T00:00:00Z", 1000))
+            (tmp / "candidate" / "order.json").write_bytes(order(args.kb, "2026-01-01T00:00:01Z", 1001))
+            (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, **ports))
+            nginx = procs.start(["/usr/sbin/nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e",
+                                 str(tmp / "error.log")])
+            stable, candidate = f"http://127.0.0.1:{ports['stable']}", f"http://127.0.0.1:{ports['candidate']}"
+            wait_http(stable + "/", 10, nginx)
+            for _ in range(args.rounds):
+                for name in SINKS:
+                    port = free_port()
+                    proc = subprocess.Popen([sys.executable, __file__, "--child", name, stable, candidate, str(port),
+                                             str(tmp)], stdout=subprocess.PIPE, text=True)
+                    assert proc.stdout is not None
+                    if proc.stdout.readline().strip() != "ready":
+                        raise SystemExit(f"the proxy with sink {name} did not start")
+                    url = f"http://127.0.0.1:{port}/orders/1"
+                    _wrk(url, 1)  # warm up
+                    proc.send_signal(signal.SIGUSR2)
+                    before = float(proc.stdout.readline().split()[1])
+                    served = _wrk(url, args.seconds)
+                    proc.send_signal(signal.SIGUSR1)
+                    after = float(proc.stdout.readline().split()[1])
+                    proc.wait(30)
+                    cost[name].append(1e6 * (after - before) / served)
+        finally:
+            procs.stop()
+    print(f"answers: {args.kb} KB JSON; mirror 20%; wrk -c16, {args.rounds} rounds of {args.seconds}s; "
+          "proxy CPU per user request (medians)")
+    base = statistics.median(cost["none"])
+    for name in SINKS:
+        m = statistics.median(cost[name])
+        print(f"{name:8} {m:6.1f} us  (+{m - base:4.1f})   rounds: {', '.join(f'{c:.1f}' for c in cost[name])}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The cheap path for small answers: what the built-in proxy diffs on its own event loop.
+
+Counting needs only each differing field's key (field|kind) and the endpoint; the full diff also
+writes what each difference shows (values, concrete places) and samples with redaction. So for
+answers up to ``QUICK_MAX_BYTES`` the proxy runs the same walk recording only keys
+(``diff.difference_keys``: equal bodies are one memcmp, equal subtrees are one C-speed ``==``) and
+adds them to ``Counts``, which go to the store in batches. What it cannot settle cheaply returns
+``None`` and goes to the worker process: a stable answer missing (skipped), a compressed or large
+body. Results are the full diff's: the unit tests compare both on generated answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from switchover.parity.compare import Comparer
+from switchover.parity.diff import AnswerLike, difference_keys
+
+QUICK_MAX_BYTES = 16 * 1024  # per body: parsing both takes ~60 us at this size on a slow core
+_ENDPOINTS_MAX = 4096  # distinct (method, path) remembered
+
+
+@dataclass
+class Counts:
+    """What ``MismatchStore.record`` would add for a run of comparisons without noise, summed:
+    per endpoint [compared, first at, last at], per (endpoint, field|kind) the answers that differed
+    in it, per (endpoint, sorted keys) the answers that differed in exactly those."""
+
+    endpoints: dict[str, list[float]] = field(default_factory=dict)
+    fields: dict[tuple[str, str], int] = field(default_factory=dict)
+    signatures: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
+    skipped: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (endpoint, why): [n, first, last]
+    compared: int = 0
+
+    def __bool__(self) -> bool:
+        return self.compared > 0 or bool(self.skipped)
+
+    def skip(self, endpoint: str, at: float, reason: str) -> None:
+        """A pair of ``endpoint`` not compared, and why (``too_large``)."""
+        s = self.skipped.get((endpoint, reason))
+        if s is None:
+            self.skipped[(endpoint, reason)] = [1, at, at]
+        else:
+            s[0] += 1
+            s[1], s[2] = min(s[1], at), max(s[2], at)
+
+    def add(self, endpoint: str, at: float, keys: tuple[str, ...]) -> None:
+        """One comparison of ``endpoint`` at ``at`` that differed in ``keys`` (sorted; empty: equal)."""
+        self.compared += 1
+        ep = self.endpoints.get(endpoint)
+        if ep is None:
+            self.endpoints[endpoint] = [1, at, at]
+        else:
+            ep[0] += 1
+            if at < ep[1]:
+                ep[1] = at
+            if at > ep[2]:
+                ep[2] = at
+        if keys:
+            for key in keys:
+                fk = (endpoint, key)
+                self.fields[fk] = self.fields.get(fk, 0) + 1
+            sk = (endpoint, keys)
+            self.signatures[sk] = self.signatures.get(sk, 0) + 1
+
+
+class QuickDiff:
+    """Keys of the differences between small answers, as ``Comparer.compare`` would find them."""
+
+    def __init__(self, comparer: Comparer, max_bytes: int = QUICK_MAX_BYTES) -> None:
+        self.comparer = comparer
+        self.options = comparer.options
+        self.max_bytes = max_bytes
+        self._endpoints: dict[tuple[str, str], str] = {}
+
+    def endpoint(self, method: str, path: str) -> str:
+        """``Comparer.endpoint``, remembered: the same paths come again and again."""
+        key = (method, path)
+        ep = self._endpoints.get(key)
+        if ep is None:
+            ep = self.comparer.endpoint(method, path)
+            if len(self._endpoints) >= _ENDPOINTS_MAX:
+                self._endpoints.clear()
+            self._endpoints[key] = ep
+        return ep
+
+    def keys(self, stable: AnswerLike, candidate: AnswerLike) -> tuple[str, ...] | None:
+        """The sorted keys (field|kind) of the differences, or None when the full path must decide."""
+        if stable.error:
+            return None  # not compared: the worker counts it as skipped
+        if len(stable.body) > self.max_bytes or len(candidate.body) > self.max_bytes:
+            return None  # the common case for large answers, settled before reading any header
+        keys = difference_keys(stable, candidate, self.options, self.max_bytes)
+        return None if keys is None else tuple(sorted(keys))

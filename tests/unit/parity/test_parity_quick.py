@@ -1,0 +1,332 @@
+"""The proxy's cheap path (quick.py) finds exactly what the full diff finds, and its summed counts
+land in the store as the comparisons they sum would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from switchover.parity import diff, worker
+from switchover.parity.compare import Comparer, Comparison, Request
+from switchover.parity.diff import DiffOptions, diff_json
+from switchover.parity.quick import QUICK_MAX_BYTES, Counts, QuickDiff
+from switchover.parity.store import MismatchStore
+from switchover.plan import plan_from_dict
+from switchover.plan.parity import Parity
+from switchover.traffic.proxy.hooks import Answer, MirrorPair
+from tests.unit.parity import reference_diff
+
+JSON_CT = ("content-type", "application/json")
+KEYS = ["a", "b", "id", "items", "etag", "generated_at", "odd key", "n"]
+
+scalars = (st.none() | st.booleans() | st.integers(-3, 3) | st.integers(-2**70, 2**70)
+           | st.sampled_from([0.0, 1.0, -1.0, 2.5, 1e-12, 1e300, 1.0000000001]) | st.text(max_size=3))
+documents = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                         | st.dictionaries(st.sampled_from(KEYS), inner, max_size=5), max_leaves=20)
+
+
+@dataclass(frozen=True)
+class Opts:
+    ignore: tuple[str, ...]
+    unordered: tuple[str, ...]
+    float_tolerance: float
+    int_float_equal: bool
+    headers: tuple[str, ...]
+
+
+options = st.builds(
+    Opts,
+    st.lists(st.sampled_from(["$.generated_at", "$.items[*].etag", "$..id", "$.a[0]", "$.*.n"]), max_size=3).map(tuple),
+    st.lists(st.sampled_from(["$.items", "$.b", "$.a[*].items", "$"]), max_size=2).map(tuple),
+    st.sampled_from([0.0, 1e-9, 0.1]),
+    st.booleans(),
+    st.sampled_from([(), ("content-type",), ("x-version",)]),
+)
+
+
+def _dumps(value: Any, rnd: random.Random) -> str:
+    """JSON text with keys shuffled and random whitespace (or floats written as 1.0 / 1e0)."""
+    ws = lambda: rnd.choice(["", " ", "\n"])  # noqa: E731
+    if isinstance(value, dict):
+        items = list(value.items())
+        rnd.shuffle(items)
+        return "{" + ",".join(f"{ws()}{json.dumps(k)}:{ws()}{_dumps(v, rnd)}" for k, v in items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(ws() + _dumps(v, rnd) for v in value) + ws() + "]"
+    return json.dumps(value)
+
+
+def _mutate(doc: Any, rnd: random.Random, other: Any) -> Any:
+    """The candidate's document: the same one, or one place changed the way candidates do."""
+    choice = rnd.randrange(9)
+    if choice == 0:
+        return doc
+    if choice == 1:
+        return other
+    if isinstance(doc, dict) and doc:
+        key = rnd.choice(sorted(doc))
+        copy = dict(doc)
+        if choice == 2:
+            del copy[key]
+        elif choice == 3:
+            copy[rnd.choice(KEYS)] = other
+        else:
+            copy[key] = _mutate(doc[key], rnd, other)
+        return copy
+    if isinstance(doc, list) and doc:
+        i = rnd.randrange(len(doc))
+        if choice == 2:
+            return doc[::-1]
+        if choice == 3:
+            return doc[:i] + doc[i + 1:]
+        return [*doc[:i], _mutate(doc[i], rnd, other), *doc[i + 1:]]
+    if isinstance(doc, bool):
+        return int(doc) if choice < 6 else (not doc)
+    if isinstance(doc, int):
+        return float(doc) if choice < 6 else (bool(doc) if abs(doc) <= 1 else doc + 1)
+    if isinstance(doc, float):
+        return doc * (1 + 1e-10) if choice < 6 else -doc
+    return other
+
+
+def _answer(body: bytes, rnd: random.Random, status: int = 200, error: str | None = None) -> Answer:
+    headers = [JSON_CT] if rnd.random() < 0.8 else [("content-type", "text/plain")]
+    if rnd.random() < 0.3:
+        headers.append(("X-Version", rnd.choice(["1", "2"])))
+    if rnd.random() < 0.2:
+        headers.insert(0, ("Content-Type", "charset=utf-8"))  # a repeated header is joined
+    return Answer(status, tuple(headers), body, 0.001, error)
+
+
+@settings(max_examples=600, deadline=None)
+@given(documents, documents, options, st.integers(0, 2**32))
+def test_the_cheap_path_finds_what_the_full_diff_finds(doc: Any, other: Any, o: Opts, seed: int) -> None:
+    rnd = random.Random(seed)
+    parity = Parity(ignore=list(o.ignore), unordered=list(o.unordered), float_tolerance=o.float_tolerance,
+                    int_float_equal=o.int_float_equal, headers=list(o.headers))
+    comparer = Comparer(parity)
+    quick = QuickDiff(comparer)
+    cand_doc = _mutate(doc, rnd, other)
+    stable_body = _dumps(doc, rnd).encode()
+    kind = rnd.randrange(12)
+    if kind == 0:
+        cand_body = b"<html>not json</html>"
+    elif kind == 1:
+        stable_body, cand_body = b"plain text", b"plain text!"
+    else:
+        cand_body = _dumps(cand_doc, rnd).encode()
+    status = 500 if kind == 2 else 200
+    error = "timeout" if kind == 3 else None
+    stable = _answer(stable_body, rnd, error="reset" if kind == 4 else None)
+    candidate = _answer(cand_body, rnd, status, error)
+    request = Request("GET", f"/orders/{rnd.randrange(1000)}?x=1", ())
+    full = comparer.compare(request, stable, candidate, None, 0.0)
+    keys = quick.keys(stable, candidate)
+    if full.skipped:
+        assert keys is None  # the worker counts what was not compared
+        return
+    assert keys == tuple(sorted({d.key for d in full.differences})), (stable_body, cand_body)
+    assert quick.endpoint(request.method, request.path) == full.endpoint
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents, st.data())
+def test_a_real_value_change_is_always_found_by_the_cheap_path(doc: Any, data: st.DataObject) -> None:
+    doc = {"payload": doc, "n": 1}
+    leaves = _leaves(doc)
+    path = data.draw(st.sampled_from(leaves))
+    old = _get(doc, path)
+    new = data.draw(scalars.filter(lambda v: not _same_json(v, old)))
+    quick = QuickDiff(Comparer(Parity()))
+    stable = Answer(200, (JSON_CT,), json.dumps(doc).encode(), 0.0)
+    candidate = Answer(200, (JSON_CT,), json.dumps(_set(doc, path, new)).encode(), 0.0)
+    keys = quick.keys(stable, candidate)
+    assert keys, (doc, path, new)
+
+
+@settings(max_examples=600, deadline=None)
+@given(documents, documents, options, st.integers(0, 2**32))
+def test_the_diff_reports_what_the_first_diff_reported(doc: Any, other: Any, o: Opts, seed: int) -> None:
+    """The optimised walk (text-confirmed subtrees, reorderings ruled out by ``==``, bodies searched
+    for booleans only when worth it) against the diff as first written, kept in reference_diff.py."""
+    rnd = random.Random(seed)
+    parity = Parity(ignore=list(o.ignore), unordered=list(o.unordered), float_tolerance=o.float_tolerance,
+                    int_float_equal=o.int_float_equal, headers=list(o.headers))
+    cand = _mutate(doc, rnd, other)
+    if rnd.random() < 0.3:  # long lists of similar elements: where reorderings and confirmations matter
+        doc = {"items": [doc, other] * rnd.randrange(1, 6) + [cand]}
+        cand = {"items": [doc["items"][i] for i in rnd.sample(range(len(doc["items"])), len(doc["items"]))]
+                if rnd.random() < 0.5 else [*doc["items"][:-1], _mutate(doc["items"][-1], rnd, other)]}
+    stable = _answer(_dumps(doc, rnd).encode(), rnd)
+    candidate = _answer(_dumps(cand, rnd).encode(), rnd)
+    got = diff.diff_answers(stable, candidate, DiffOptions.from_parity(parity))
+    want = reference_diff.diff_answers(stable, candidate, reference_diff.DiffOptions.from_parity(parity))
+    assert [d.to_json() for d in got] == [d.to_json() for d in want]
+
+
+def test_reorderings_and_booleans_in_long_lists() -> None:
+    opts = DiffOptions.from_parity(Parity())
+    items = [{"sku": f"S{i}", "ok": i % 2 == 0, "qty": i} for i in range(40)]
+    changed = [dict(x) for x in items]
+    changed[17]["qty"] = 1700
+    assert [(d.field, d.kind) for d in diff_json(items, changed, opts)] == [("$[*].qty", "changed")]
+    assert [d.kind for d in diff_json(items, items[::-1], opts)] == ["order"]
+    as_ints = [dict(x, ok=int(x["ok"])) for x in items]  # true == 1 for Python, not for JSON
+    assert {(d.field, d.kind) for d in diff_json(items, as_ints, opts)} == {("$[*].ok", "type")}
+
+
+def test_large_compressed_and_unanswered_stable_go_to_the_full_path() -> None:
+    quick = QuickDiff(Comparer(Parity()))
+    small = Answer(200, (JSON_CT,), b'{"a": 1}', 0.0)
+    big = Answer(200, (JSON_CT,), b'{"a": "' + b"x" * QUICK_MAX_BYTES + b'"}', 0.0)
+    gz = Answer(200, (JSON_CT, ("Content-Encoding", "gzip")), b"\x1f\x8b", 0.0)
+    assert quick.keys(small, big) is None and quick.keys(big, small) is None
+    assert quick.keys(small, gz) is None
+    assert quick.keys(Answer(0, (), b"", 0.0, "reset"), small) is None
+    assert quick.keys(small, Answer(0, (), b"", 0.0, "timeout")) == ("error|error",)
+    assert quick.keys(small, small) == ()
+
+
+def _comparisons(rnd: random.Random, n: int) -> list[Comparison]:
+    out = []
+    for i in range(n):
+        ep = rnd.choice(["GET /a", "GET /b/{id}"])
+        keys = rnd.sample(["$.x|changed", "$.y|missing", "status|status", "$.z[*].w|type"], rnd.randrange(3))
+        diffs = tuple(diff.Difference(k.rpartition("|")[0], diff.DiffKind(k.rpartition("|")[2]), "", "", "")
+                      for k in keys)
+        out.append(Comparison(ep, 1000.0 + rnd.random() * 10 + i, diffs, None, None))
+    return out
+
+
+def test_summed_counts_reach_the_store_as_the_comparisons_would(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("switchover.parity.store.MAX_SIGNATURES", 3)  # the overflow bucket too
+    rnd = random.Random(5)
+    batch = _comparisons(rnd, 300)
+    one = MismatchStore(tmp_path / "one.db")
+    one.record(batch, {"dropped": 4, "compared": len(batch)})
+    counts = Counts()
+    for c in batch:
+        counts.add(c.endpoint, c.at, tuple(sorted({d.key for d in c.differences})))
+    summed = MismatchStore(tmp_path / "summed.db")
+    summed.record_counts(counts, {"dropped": 4})
+
+    def norm(store: MismatchStore) -> tuple[Any, ...]:
+        t = store.tally()
+        return (sorted(t.endpoints, key=repr), sorted(t.fields, key=repr), sorted(t.signatures, key=repr), store.counters())
+
+    assert norm(one) == norm(summed)
+    one.close()
+    summed.close()
+
+
+def _plan(tmp_path: Path, **parity: Any) -> Any:
+    return plan_from_dict({"name": "sw_parity_quick", "stable": {"url": "http://127.0.0.1:1"},
+                           "candidate": {"url": "http://127.0.0.1:2"}, "parity": parity},
+                          filename=str(tmp_path / "plan.yaml"))
+
+
+def _pair(i: int) -> MirrorPair:
+    stable = Answer(200, (JSON_CT,), json.dumps({"id": i, "total": 100, "at": i}).encode(), 0.0)
+    candidate = Answer(200, (JSON_CT,), json.dumps({"id": i, "total": 100 + (i % 2), "at": -i}).encode(), 0.0)
+    return MirrorPair("GET", f"/orders/{i}", (("authorization", "Bearer s3cret"),), b"", stable, candidate, float(i))
+
+
+def test_the_proxys_sink_counts_on_the_loop_and_keeps_samples_from_the_worker(tmp_path: Path) -> None:
+    sink = worker.ProcessSink(_plan(tmp_path, ignore=["$.at"], samples=3))
+
+    async def proxy_loop() -> None:  # as the proxy calls it: on its event loop, which ships on timers
+        for i in range(200):
+            sink.submit(_pair(i))
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.1)
+
+    try:
+        asyncio.run(proxy_loop())
+        sink.skip("GET", "/orders/7", 7.0, "too_large")  # an answer above the copy cap
+    finally:
+        sink.close()
+    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
+    tally = store.tally()
+    assert [(e.endpoint, e.compared) for e in tally.endpoints] == [("GET /orders/{id}", 200)]
+    assert [(f.field, f.kind, f.diffs) for f in tally.fields] == [("$.total", "changed", 100)]
+    assert sink.quick >= 190 and sink.to_worker >= 3  # most diffed in place; samples from the worker
+    samples = store.samples(10)
+    assert len(samples) == 3 and all("s3cret" not in json.dumps(s) for s in samples)
+    assert store.counters()["compared"] == 200 and store.counters()["skipped_too_large"] == 1
+    assert tally.endpoints[0].skipped == 1
+    store.close()
+
+
+def test_beyond_its_share_of_the_loop_pairs_are_dropped_and_counted(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "QUICK_SHARE", 0.0)
+    monkeypatch.setattr(worker, "_WINDOW", 1e9)  # one window: the first pair spends the whole share
+    sink = worker.ProcessSink(_plan(tmp_path, samples=0))
+    try:
+        for i in range(20):
+            sink.submit(_pair(i))
+    finally:
+        sink.close()
+    assert (sink.quick, sink.dropped) == (1, 19)
+    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
+    assert store.counters()["dropped"] == 19 and store.tally().endpoints[0].compared == 1
+    store.close()
+
+
+def test_endpoints_slow_to_diff_go_to_the_worker_with_the_same_counts(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "_SLOW_PAIR", -1.0)  # every pair counts as slow
+    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"]))
+    try:
+        for i in range(10):
+            sink.submit(_pair(i))
+    finally:
+        sink.close()
+    assert (sink.quick, sink.to_worker) == (1, 9)
+    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
+    tally = store.tally()
+    assert tally.endpoints[0].compared == 10 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 5)]
+    store.close()
+
+
+# ------------------------------------------------------------ helpers
+
+
+def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict) and value:
+        return [p for k, v in value.items() for p in _leaves(v, (*path, k))]
+    if isinstance(value, list) and value:
+        return [p for i, v in enumerate(value) for p in _leaves(v, (*path, i))]
+    return [path]
+
+
+def _get(doc: Any, path: tuple[Any, ...]) -> Any:
+    for p in path:
+        doc = doc[p]
+    return doc
+
+
+def _set(doc: Any, path: tuple[Any, ...], new: Any) -> Any:
+    if not path:
+        return new
+    copy = dict(doc) if isinstance(doc, dict) else list(doc)
+    copy[path[0]] = _set(doc[path[0]], path[1:], new)
+    return copy
+
+
+def _same_json(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and a == b
