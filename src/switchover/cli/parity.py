@@ -76,6 +76,9 @@ def _print(result: BudgetResult, as_json: bool, console: Console) -> None:
     counters = result.extra.get("counters") or {}
     if counters.get("dropped"):
         console.print(f"[yellow]{counters['dropped']} copies dropped[/yellow] (queue full: candidate or diff too slow)")
+    if counters.get("skipped_too_large"):
+        console.print(f"[yellow]{counters['skipped_too_large']} answers not compared[/yellow] "
+                      "(larger than the proxy's 64 KiB copy cap)")
     colour = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[result.outcome]
     console.print(f"[{colour}]{result.outcome}[/{colour}]: {result.summary()}")
 
