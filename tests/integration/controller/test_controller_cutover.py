@@ -57,10 +57,17 @@ def test_ten_percent_5xx_rolls_back_within_failure_limit_plus_one(make_stack, no
     assert split(s) == (0, 0)
     evs = events(s)
     judged = [e for e in evs if e.kind == "gate_evaluated" and e.payload["weight"] == 10]
-    # Within failure_limit + 1 judged intervals; a window with too few requests on a loaded machine
-    # (inconclusive, never a pass) is not one the analysis could judge.
-    conclusive = [e for e in judged if e.payload["outcome"] != "inconclusive"]
-    assert len(conclusive) <= 3 + 1, [(e.payload["outcome"], e.payload.get("reason", "")[:160]) for e in judged]
+    # Rolled back at the first moment the rule allows (failure_limit 3 consecutive fails, or the
+    # breach outlasting max_breach), never later. A window with too few requests on a loaded machine
+    # is inconclusive (never a pass) and breaks a streak; with ~30 candidate requests per interval,
+    # one interval in 25 sees none of the 10% errors and passes, which restarts the count.
+    outcomes = [e.payload["outcome"] for e in judged]
+    shown = [(o, e.payload.get("reason", "")[:160]) for o, e in zip(outcomes, judged, strict=True)]
+    rollback_reason = next(e for e in evs if e.kind == "rollback").payload["reason"]
+    if "breach" not in rollback_reason:
+        assert outcomes[-3:] == ["fail"] * 3, shown
+    assert "fail,fail,fail" not in ",".join(outcomes[:-1]), shown  # no earlier streak went unheeded
+    assert outcomes.count("pass") <= 2, shown  # a 10% error rate is seen as such
     rollback = next(e for e in evs if e.kind == "rollback")
     assert "error" in rollback.payload["reason"] and rollback.actor == "controller"
     assert (tmp_path / "hook.log").read_text().count("rolled-back") == 1
