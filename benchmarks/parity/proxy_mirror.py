@@ -59,6 +59,20 @@ def order(kb: int, generated_at: str, total: int) -> bytes:
     return json.dumps(doc).encode()
 
 
+def serve_orders(procs: Processes, tmp: Path, kb: int, ports: dict[str, int]) -> tuple[str, str]:
+    """Start our nginx serving stable's and the candidate's order (``kb`` KB, one ignored and one
+    real difference) from ``tmp``; their base URLs."""
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "stable", "candidate"):
+        (tmp / sub).mkdir()
+    (tmp / "stable" / "order.json").write_bytes(order(kb, "2026-01-01T00:00:00Z", 1000))
+    (tmp / "candidate" / "order.json").write_bytes(order(kb, "2026-01-01T00:00:01Z", 1001))
+    (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, **ports))
+    nginx = procs.start(["/usr/sbin/nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", str(tmp / "error.log")])
+    stable, candidate = f"http://127.0.0.1:{ports['stable']}", f"http://127.0.0.1:{ports['candidate']}"
+    wait_http(stable + "/", 10, nginx)
+    return stable, candidate
+
+
 def wrk(url: str, seconds: float, connections: int) -> float:
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url], capture_output=True, text=True,
                          timeout=seconds + 30).stdout
@@ -96,15 +110,7 @@ def main() -> None:
         procs = Processes(log)  # type: ignore[arg-type]
         try:
             ports = {k: free_port() for k in ("stable", "candidate", "listen", "admin", "listen2", "admin2")}
-            for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "stable", "candidate"):
-                (tmp / sub).mkdir()
-            (tmp / "stable" / "order.json").write_bytes(order(args.kb, "2026-01-01T00:00:00Z", 1000))
-            (tmp / "candidate" / "order.json").write_bytes(order(args.kb, "2026-01-01T00:00:01Z", 1001))
-            (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, **ports))
-            nginx = procs.start(["/usr/sbin/nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e",
-                                 str(tmp / "error.log")])
-            stable, candidate = f"http://127.0.0.1:{ports['stable']}", f"http://127.0.0.1:{ports['candidate']}"
-            wait_http(stable + "/", 10, nginx)
+            stable, candidate = serve_orders(procs, tmp, args.kb, ports)
             plan = tmp / "plan.yaml"
             plan.write_text(f"""name: sw_parity_bench
 stable: {{url: "{stable}"}}

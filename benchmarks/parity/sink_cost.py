@@ -125,9 +125,9 @@ def main() -> None:
         child(name, stable, candidate, int(port), Path(tmp))
         return
     sys.path.insert(0, str(Path(__file__).parent))
-    from proxy_mirror import NGINX, order
+    from proxy_mirror import serve_orders
 
-    from switchover.demo.runner import Processes, free_port, wait_http
+    from switchover.demo.runner import Processes, free_port
 
     cost: dict[str, list[float]] = {s: [] for s in SINKS}
     with tempfile.TemporaryDirectory(prefix="sw-sink-cost-") as tmp_name, \
@@ -136,15 +136,7 @@ def main() -> None:
         procs = Processes(log)  # type: ignore[arg-type]
         try:
             ports = {k: free_port() for k in ("stable", "candidate")}
-            for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "stable", "candidate"):
-                (tmp / sub).mkdir()
-            (tmp / "stable" / "order.json").write_bytes(order(args.kb, "2026-01-01T00:00:00Z", 1000))
-            (tmp / "candidate" / "order.json").write_bytes(order(args.kb, "2026-01-01T00:00:01Z", 1001))
-            (tmp / "nginx.conf").write_text(NGINX.format(tmp=tmp, **ports))
-            nginx = procs.start(["/usr/sbin/nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e",
-                                 str(tmp / "error.log")])
-            stable, candidate = f"http://127.0.0.1:{ports['stable']}", f"http://127.0.0.1:{ports['candidate']}"
-            wait_http(stable + "/", 10, nginx)
+            stable, candidate = serve_orders(procs, tmp, args.kb, ports)
             for _ in range(args.rounds):
                 for name in SINKS:
                     port = free_port()
