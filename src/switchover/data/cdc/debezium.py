@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import IO, Any
 
 from switchover.data.apply import Change, Transaction
+from switchover.data.cdc.batch import take_batch
 from switchover.errors import UserError
 
 _OPS_OUT = {"insert": "c", "update": "u", "delete": "d", "truncate": "t"}
@@ -110,20 +111,8 @@ class DebeziumReader:
         self._queue.put(None)
 
     def poll(self, timeout: float, max_txns: int = 2000) -> list[Transaction]:
-        out: list[Transaction] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < max_txns:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()) if not out else 0)
-            except queue.Empty:
-                break
-            if item is None:
-                self._queue.put(None)  # stay at the end
-                break
-            txn = from_event(item[1], self.keys, item[0])
-            if txn is not None:
-                out.append(txn)
-        return out
+        txns = (from_event(line, self.keys, number) for number, line in take_batch(self._queue, timeout, max_txns))
+        return [txn for txn in txns if txn is not None]
 
     def confirm(self, position: str) -> None:
         return None

@@ -27,6 +27,7 @@ import zlib
 from typing import Any
 
 from switchover.data.apply import Change, Transaction
+from switchover.data.cdc.batch import take_batch
 from switchover.data.move_tables import POSITION_TABLE, Side, TableInfo
 from switchover.data.urls import DbUrl
 from switchover.errors import UserError
@@ -194,17 +195,7 @@ class MysqlReader:
                 self._queue.put(exc)
 
     def poll(self, timeout: float, max_txns: int = 2000) -> list[Transaction]:
-        out: list[Transaction] = []
-        deadline = time.monotonic() + timeout
-        while len(out) < max_txns:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()) if not out else 0)
-            except queue.Empty:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            out.append(item)
-        return out
+        return take_batch(self._queue, timeout, max_txns)
 
     def confirm(self, position: str) -> None:
         return None  # the binlog needs no acknowledgement; the position lives in the target
