@@ -13,12 +13,13 @@ import math
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from functools import cached_property
 from typing import Any, Protocol
 
 import orjson
 
+from switchover.parity import rawjson
+from switchover.parity.kinds import DiffKind
 from switchover.parity.paths import (
     Location,
     PathError,
@@ -31,17 +32,6 @@ from switchover.parity.paths import (
 from switchover.plan.parity import Parity
 
 _SHOW = 160  # characters of a value kept in a difference, for people
-
-
-class DiffKind(StrEnum):
-    CHANGED = "changed"  # same type, other value
-    MISSING = "missing"  # in stable's answer, not in the candidate's
-    EXTRA = "extra"  # in the candidate's answer only
-    TYPE = "type"  # JSON types differ (string vs number, JSON vs not JSON)
-    ORDER = "order"  # same elements, other order
-    STATUS = "status"
-    HEADER = "header"
-    ERROR = "error"  # the candidate gave no answer (connect, reset, timeout)
 
 
 @dataclass(frozen=True)
@@ -138,6 +128,10 @@ def _loads(body: bytes) -> Any:
     return _loads_standard(body)[0]
 
 
+def _load_text(text: bytes | rawjson.Raw) -> Any:
+    return _loads(bytes(text))
+
+
 def _loads_standard(body: bytes) -> tuple[Any, bool]:
     """The document, and whether it is standard JSON read by orjson (no NaN, no huge integers)."""
     if body.translate(_DIGITS_AS_ZERO).find(_NINETEEN) != -1:
@@ -166,6 +160,8 @@ _CONFIRMS_BEFORE_SEARCH = 8  # equal subtrees confirmed by their text before the
 
 
 class _Walker:
+    shows = True  # add() writes the values: parse them for it
+
     def __init__(self, opts: DiffOptions, bools: bool = True, texts: tuple[bytes, bytes] | None = None,
                  standard: bool = False) -> None:
         self.opts = opts
@@ -275,12 +271,9 @@ class _Walker:
                     left[k] -= 1
                     only_b.append(v)
             a, b = only_a, only_b
-        elif len(a) == len(b) and len(a) > 1 and self.may_be_reordered(a, b, loc):
-            ka = [_dumps(self.canon(v, (*loc, i))) for i, v in enumerate(a)]
-            kb = [_dumps(self.canon(v, (*loc, i))) for i, v in enumerate(b)]
-            if ka != kb and sorted(ka) == sorted(kb):
-                self.add(loc, DiffKind.ORDER, a, b)
-                return
+        elif len(a) == len(b) and len(a) > 1 and self.order_differs(a, b, loc):
+            self.add(loc, DiffKind.ORDER, a, b)
+            return
         confirm = self.confirm
         for i in range(min(len(a), len(b))):
             x, y = a[i], b[i]
@@ -294,6 +287,16 @@ class _Walker:
         for i in range(len(a), len(b)):
             if not self.ignored((*loc, i)):
                 self.add((*loc, i), DiffKind.EXTRA, None, b[i], a_absent=True)
+
+    def order_differs(self, a: list[Any], b: list[Any], loc: Location, at: Iterable[int] | None = None) -> bool:
+        """Whether ``b`` holds ``a``'s elements (of the same length) in another order, by canonical
+        text. ``at``: the elements' indexes in their arrays (default: 0, 1, ...)."""
+        if not self.may_be_reordered(a, b, loc):
+            return False
+        places = range(len(a)) if at is None else list(at)
+        ka = [_dumps(self.canon(v, (*loc, i))) for i, v in zip(places, a, strict=True)]
+        kb = [_dumps(self.canon(v, (*loc, i))) for i, v in zip(places, b, strict=True)]
+        return ka != kb and sorted(ka) == sorted(kb)
 
     def may_be_reordered(self, a: list[Any], b: list[Any], loc: Location) -> bool:
         """False when ``b`` cannot hold ``a``'s elements in another order: the first element that
@@ -420,6 +423,8 @@ def difference_keys(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions
 class _KeyWalker(_Walker):
     """The same walk, recording only the keys (field|kind) of what differs."""
 
+    shows = False
+
     def __init__(self, opts: DiffOptions, bools: bool = True, texts: tuple[bytes, bytes] | None = None,
                  standard: bool = False) -> None:
         super().__init__(opts, bools, texts, standard)
@@ -452,6 +457,16 @@ def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions, 
     sb, cb = _decoded(stable.body, sh.get("content-encoding")), _decoded(candidate.body, ch.get("content-encoding"))
     if sb == cb:
         return out, None
+    if rawjson.starts_object(sb) and rawjson.starts_object(cb):
+        # Two objects: parsed only where their texts differ (rawjson.py); msgspec validates both
+        # in full, so no NaN (which is not equal to itself) can be in them.
+        w = walker(opts, True, (sb, cb), True)
+        try:
+            if not w.ignored(()):
+                rawjson.RawWalk(w, _load_text).objects(sb, cb, ())
+            return out, w
+        except rawjson.DecodeError:
+            pass  # not valid JSON: parsed below, which says so
     sdoc, s_std = _parse(sb, sh.get("content-type"))
     cdoc, c_std = _parse(cb, ch.get("content-type"))
     if sdoc is _NOT_JSON and cdoc is _NOT_JSON:
