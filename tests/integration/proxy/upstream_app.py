@@ -9,6 +9,7 @@ It prints its port on stdout once listening (PORT may be 0). Behaviour by path:
   /upload      reads the body as it streams, answers its length
   /ws          WebSocket echo (upgrade)
 Mirrored copies (x-switchover-shadow: 1) to a process started with --shadow-delay S wait S seconds.
+With --max-requests N, /echo's N-th answer on a connection closes it (as nginx's keepalive_requests).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ FAIL_ALL = "--fail" in sys.argv  # every answer is 503
 # Keep-alive in words, but the second request on a connection is met by a close: an upstream whose
 # keep-alive timeout fires just as the proxy reuses the connection.
 CLOSE_SECOND = "--close-second" in sys.argv
+# As nginx's keepalive_requests: the N-th answer on a connection says "connection: close", then the
+# connection closes; requests pipelined behind it are never read.
+MAX_REQUESTS = int(sys.argv[sys.argv.index("--max-requests") + 1]) if "--max-requests" in sys.argv else 0
 
 
 async def read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]] | None:
@@ -111,9 +115,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             if FAIL_ALL:
                 writer.write(answer(503, b"failing"))
             elif url.path == "/echo":
+                last = "connection: close\r\n" if served == MAX_REQUESTS else ""
                 writer.write(answer(200, json.dumps({"method": method, "path": target, "headers": headers,
                                                      "body_length": size, "upstream": NAME}).encode(),
-                                    "content-type: application/json\r\n"))
+                                    "content-type: application/json\r\n" + last))
             elif url.path == "/slow":
                 await asyncio.sleep(float(query.get("s", "1")))
                 writer.write(answer(200, NAME.encode()))
@@ -149,7 +154,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             else:
                 writer.write(answer(200, NAME.encode()))
             await writer.drain()
-            if headers.get("connection", "").lower() == "close":
+            if headers.get("connection", "").lower() == "close" or served == MAX_REQUESTS:
                 break
     except (ConnectionError, asyncio.IncompleteReadError):
         pass

@@ -144,6 +144,7 @@ class Mirror:
 
 
 MAX_PIPELINE = 16
+_IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))  # RFC 9110, 9.2.2
 
 
 class MirrorPipeline:
@@ -190,7 +191,7 @@ class MirrorPipeline:
             if reusable and conn is not None and conn.alive:
                 conn.receiver = self  # the next answer on this connection is the next copy's
                 conn.deadline = time.monotonic() + self.mirror.timeout
-            else:  # the upstream closes after this answer: the rest were sent and will never be answered
+            else:  # the upstream closes after this answer (nginx: keepalive_requests): the rest are unanswered
                 self.on_upstream_error("reset")
             return
         self.conn = None
@@ -203,12 +204,22 @@ class MirrorPipeline:
 
     def on_upstream_error(self, kind: str) -> None:
         conn, self.conn = self.conn, None
+        # A connection closed after some answers, or a reused one closed before the first (its idle
+        # timeout fired as we wrote): the copies it did not answer were not served, and a client
+        # retries such requests (RFC 9112, 9.3.2); counting them as the candidate's errors would
+        # charge the candidate for its server's keep-alive limit. Idempotent ones go again, alone.
+        retry = kind == "reset" and (self.index > 0 or (conn is not None and conn.uses > 1))
         if conn is not None:
             self.mirror.pool.busy.discard(conn)
             conn.detach()
-        for copy in self.copies[self.index:]:
-            copy.on_upstream_error(kind)
-        self.index = len(self.copies)
+        rest, self.index = self.copies[self.index:], len(self.copies)
+        for copy in rest:
+            if retry and copy.idempotent and not copy.retried:
+                copy.again()
+                self.mirror.proxy.stats.mirror_retried += 1
+                self.mirror._send([copy])
+            else:
+                copy.on_upstream_error(kind)
 
     def on_tunnel_data(self, data: bytes) -> None:
         pass
@@ -223,13 +234,15 @@ class MirrorPipeline:
 class MirrorCopy:
     """One mirrored request to the candidate and what came back (its pipeline owns the connection)."""
 
-    __slots__ = ("chunks", "data", "head_only", "headers", "mirror", "pair", "size", "started",
-                 "status")
+    __slots__ = ("chunks", "data", "head_only", "headers", "idempotent", "mirror", "pair", "retried", "size",
+                 "started", "status")
 
     def __init__(self, mirror: Mirror, exchange: Exchange, body: bytes, pair: PairSlot | None) -> None:
         self.mirror = mirror
         self.pair = pair
         self.head_only = exchange.method == b"HEAD"
+        self.idempotent = exchange.method in _IDEMPOTENT
+        self.retried = False
         if (not exchange.chunked and exchange.role == "stable" and exchange._head is not None
                 and exchange.headers[-1] != (b"host", b"")):
             # The user's request head, already built, plus the shadow mark: no second pass over headers.
@@ -258,6 +271,11 @@ class MirrorCopy:
             lines.append(b"content-length: %d\r\n" % len(body))
         lines.append(b"\r\n")
         return b"".join(lines)
+
+    def again(self) -> None:
+        """Forget what came of the first try (a head, part of a body) before the copy is sent again."""
+        self.retried = True
+        self.status, self.headers, self.chunks, self.size = 0, (), [], 0
 
     # -- what its pipeline reports
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:

@@ -21,7 +21,7 @@ ROLE_SIZE = LATENCY + len(LATENCY_BOUNDS) + 1
 # Scalar counters after the roles, in each worker's block.
 SCALARS = ("retries_attempted", "retries_succeeded", "retries_budget_exhausted", "ejections", "ejected",
            "consecutive_failures", "mirror_sent", "mirror_completed", "mirror_dropped", "mirror_failed",
-           "mirror_in_flight", "overload_rejected", "in_flight_stable", "in_flight_canary", "ready")
+           "mirror_in_flight", "mirror_retried", "overload_rejected", "in_flight_stable", "in_flight_canary", "ready")
 SCALAR = {name: len(ROLES) * ROLE_SIZE + i for i, name in enumerate(SCALARS)}
 WORKER_SIZE = len(ROLES) * ROLE_SIZE + len(SCALARS)
 HEADER = 8  # word 0: the split

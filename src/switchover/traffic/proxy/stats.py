@@ -92,6 +92,7 @@ class ProxyStats:
     mirror_dropped = _Scalar("mirror_dropped")
     mirror_failed = _Scalar("mirror_failed")
     mirror_in_flight = _Scalar("mirror_in_flight")
+    mirror_retried = _Scalar("mirror_retried")
     overload_rejected = _Scalar("overload_rejected")
     in_flight_stable = _Scalar("in_flight_stable")
     in_flight_canary = _Scalar("in_flight_canary")
@@ -127,7 +128,7 @@ def snapshot(shared: Shared, app: str, started_at: float, now: float) -> dict[st
                     "budget_exhausted": scalar("retries_budget_exhausted")},
         "mirror": {"sent": scalar("mirror_sent"), "completed": scalar("mirror_completed"),
                    "dropped": scalar("mirror_dropped"), "failed": scalar("mirror_failed"),
-                   "in_flight": scalar("mirror_in_flight")},
+                   "in_flight": scalar("mirror_in_flight"), "retried": scalar("mirror_retried")},
         "overload": {"rejected": scalar("overload_rejected")},
         "in_flight": {"stable": scalar("in_flight_stable"), "canary": scalar("in_flight_canary")},
     }
@@ -175,6 +176,9 @@ class StatsCollector(Collector):
         yield _counter("switchover_proxy_mirror_dropped", "Mirrors dropped because too many were in flight", app,
                        mirror["dropped"])
         yield _counter("switchover_proxy_mirror_failed", "Mirrored copies with no answer", app, mirror["failed"])
+        yield _counter("switchover_proxy_mirror_retried",
+                       "Pipelined copies sent again alone because the candidate closed before answering them", app,
+                       mirror["retried"])
         yield _counter("switchover_proxy_overload_rejected", "Requests answered 503 because an upstream was full",
                        app, snap["overload"]["rejected"])
         yield _gauge("switchover_proxy_candidate_weight", "Candidate weight in percent", app,
