@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import typer
@@ -163,10 +165,26 @@ class _Rate(ProgressColumn):
         return Text(f"{task.speed:.0f} req/s" if task.speed else "- req/s")
 
 
+def _address(value: str, option: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; an empty host means every interface)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535 or (host and host.strip("[]") == ""):
+        example = "127.0.0.1:9904" if option == "--admin" else "127.0.0.1:9903"
+        raise UserError(f"{option}: expected HOST:PORT, e.g. {example}, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _shown(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host or '*'}:{port}"
+
+
 @parity_app.command()
 def serve(
     plan: Path = typer.Option(..., "--plan", help="plan file: stable, candidate, parity settings"),
     listen: str | None = typer.Option(None, "--listen", help="HOST:PORT for mirrored copies (default parity.listen)"),
+    admin: str | None = typer.Option(None, "--admin", help="HOST:PORT answering only GET /api/v1/parity and "
+                                     "/healthz; the listen address then compares every copy "
+                                     "(default: both answered on the listen address)"),
     stable: str | None = typer.Option(None, "--stable", help="override stable's base URL"),
     candidate: str | None = typer.Option(None, "--candidate", help="override the candidate's base URL"),
     duration: float | None = typer.Option(None, "--duration", help="stop after this many seconds (default: run until Ctrl-C)"),
@@ -177,26 +195,45 @@ def serve(
     from switchover.parity.upstream import Upstreams
 
     loaded = _plan_or_adhoc(plan, stable, candidate)
-    host, _, port_text = (listen or loaded.parity.listen).rpartition(":")
-    if not port_text.isdigit():
-        raise UserError(f"--listen: expected HOST:PORT, got {listen!r}")
+    host, port = _address(listen, "--listen") if listen is not None else _address(loaded.parity.listen,
+                                                                                   "parity.listen")
+    admin_at = _address(admin, "--admin") if admin is not None else None
+    if admin_at is not None and admin_at == (host, port) and port != 0:
+        raise UserError(f"--admin {admin}: that is the listen address too; give it another port, or leave --admin "
+                        "out to answer the report and health on the listen address")
     console = Console(stderr=True)
     sink = ParitySink(loaded, fetch_noise=False)
     server = ParityServer(sink, Upstreams.of(loaded.stable.url, loaded.candidate.url, loaded.parity),
                           concurrency=loaded.parity.concurrency, queue_size=loaded.parity.queue,
                           timeout=loaded.timeouts.server)
+    started = False
 
     async def main() -> None:
+        nonlocal started
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        try:
-            port = await server.start(host, int(port_text))
-        except OSError as exc:
-            raise UserError(f"parity serve: cannot listen on {host}:{port_text}: {exc.strerror}") from None
-        # The line tests and scripts wait for (the port may have been 0).
-        print(f"parity serve listening on {host}:{port} stable={redact_url(loaded.stable.url)} "
+        async def bind(start: Callable[[str, int], Awaitable[int]], at: tuple[str, int], option: str) -> int:
+            try:
+                return await start(*at)
+            except OSError as exc:
+                await server.stop()
+                # asyncio's message repeats the address; the errno's text is the news.
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise UserError(f"parity serve: {option}: cannot listen on {_shown(*at)}: {reason}") from None
+
+        # The admin address first, so that no copy of /healthz reaches the listen address before the
+        # server knows those copies are to be compared.
+        if admin_at is not None:
+            admin_port = await bind(server.start_admin, admin_at, "--admin")
+        bound = await bind(server.start, (host, port), "--listen" if listen is not None else "parity.listen")
+        started = True
+        where = (f"admin={_shown(admin_at[0], admin_port)}" if admin_at is not None
+                 else f"admin={_shown(host, bound)} (the listen address: copies of /api/v1/parity and /healthz "
+                      "are not compared)")
+        # The line tests and scripts wait for (the ports may have been 0).
+        print(f"parity serve listening on {_shown(host, bound)} {where} stable={redact_url(loaded.stable.url)} "
               f"candidate={redact_url(loaded.candidate.url)} store={sink.store.path}", flush=True)
         deadline = None if duration is None else time.monotonic() + duration
         while not stop.is_set():
@@ -211,9 +248,10 @@ def serve(
         asyncio.run(main())
     finally:
         sink.close()
-        s = server.stats
-        console.print(f"parity serve: {s.received} copies received, {sink.compared} compared, "
-                      f"{s.dropped} dropped, {s.writes_skipped} writes not mirrored")
+        if started:
+            s = server.stats
+            console.print(f"parity serve: {s.received} copies received, {sink.compared} compared, "
+                          f"{s.dropped} dropped, {s.writes_skipped} writes not mirrored")
 
 
 @parity_app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from switchover.plan.common import Duration, Strict, UrlOrRef
 
@@ -66,6 +66,14 @@ class Shadow(Strict):
     budget: float = Field(0.001, ge=0, le=1)
     min_compared: int = Field(1000, ge=1)
     replay: str | None = Field(None, description="recorded requests, for routers that cannot mirror")
+    replay_loop: bool = Field(True, description="replay the file again and again until the hold ends; "
+                                                "false: once (e.g. a file of writes with parity.mirror_writes)")
+
+    @model_validator(mode="after")
+    def _loop_needs_a_file(self) -> Shadow:
+        if "replay_loop" in self.model_fields_set and self.replay is None:
+            raise ValueError("replay_loop applies to a replay: file only; give replay: FILE or remove replay_loop")
+        return self
 
 
 class Verify(Strict):

@@ -147,25 +147,103 @@ class Route53Like:
         return True
 
 
-def test_routers_that_cannot_mirror_replay_recorded_requests(services, tmp_path) -> None:
+def run_without_mirror(plan_path: Any) -> tuple[str, Route53Like]:
+    """The controller in this process with a router that cannot mirror; returns the run's outcome."""
     from switchover.engine.controller import Controller, metrics_for
     from switchover.plan import load_plan
 
-    stable, candidate = services(), services()
-    reqs = write_requests(tmp_path, range(60))
-    plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url,
-                               {"percent": 10, "hold": "3s", "budget": 0.001, "min_compared": 50,
-                                "replay": reqs.name}, driver="route53")
     plan = load_plan(plan_path)
     store = StateStore(plan.state_url(), plan.base_dir())
     router = Route53Like()
     try:
-        outcome = Controller(plan, store, router, metrics_for(plan), serve_api=False).run()
+        return Controller(plan, store, router, metrics_for(plan), serve_api=False).run(), router
     finally:
         store.close()
+
+
+def shadow_copies(svc: Any) -> int:
+    return len([s for s in svc.seen if s[2].get("x-switchover-shadow") == "1"])  # not the probes
+
+
+def test_routers_that_cannot_mirror_replay_recorded_requests_once_with_replay_loop_false(services, tmp_path) -> None:
+    stable, candidate = services(), services()
+    reqs = write_requests(tmp_path, range(60))
+    plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url,
+                               {"percent": 10, "hold": "3s", "budget": 0.001, "min_compared": 50,
+                                "replay": reqs.name, "replay_loop": False}, driver="route53")
+    outcome, router = run_without_mirror(plan_path)
     events = journal(tmp_path)
     result = [e.payload for e in events if e.kind == "shadow_result"]
     assert outcome == "promoted", [e.payload for e in events if e.kind == "run_finished"]
     assert result[0]["compared"] == 60 and result[0]["outcome"] == "pass"
-    assert len([s for s in candidate.seen if s[2].get("x-switchover-shadow") == "1"]) == 60  # not the probe
+    assert shadow_copies(candidate) == 60
+    [replayed] = [e.payload for e in events if e.kind == "shadow_replay"]
+    assert (replayed["passes"], replayed["sent"], replayed["loop"]) == (1, 60, False)
     assert all(m == 0 for _, m in router.calls)  # never asked to mirror
+
+
+def test_a_short_replay_file_is_replayed_until_the_hold_ends(services, tmp_path) -> None:
+    stable, candidate = services(), services()
+    reqs = write_requests(tmp_path, range(3))
+    plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url,
+                               {"percent": 10, "hold": "3s", "budget": 0.001, "min_compared": 20,
+                                "replay": reqs.name}, driver="route53")
+    outcome, _ = run_without_mirror(plan_path)
+    events = journal(tmp_path)
+    assert outcome == "promoted", [e.payload for e in events if e.kind == "run_finished"]
+    [result] = [e.payload for e in events if e.kind == "shadow_result"]
+    assert result["outcome"] == "pass" and result["compared"] >= 20 and result["regressed"] == 0
+    # Three requests cannot make 20 comparisons in one pass: the file was replayed at least seven times.
+    [replayed] = [e.payload for e in events if e.kind == "shadow_replay"]
+    assert replayed["passes"] >= 7 and replayed["requests"] == 3 and not replayed["running"]
+    assert replayed["sent"] == result["compared"]
+    done = [e.payload["reason"] for e in events if e.kind == "step_done" and e.payload["kind"] == "shadow"]
+    assert f"3 requests replayed {replayed['passes']} times" in done[0]
+    # Every replayed request reached the candidate as a shadow copy (plus any cut short by the end of
+    # the hold), and none after the step ended.
+    after = shadow_copies(candidate)
+    assert replayed["sent"] <= after <= replayed["sent"] + 8
+    time.sleep(0.5)
+    assert shadow_copies(candidate) == after
+
+
+def test_the_replay_stops_when_the_run_rolls_back(services, tmp_path) -> None:
+    def broken(oid: int, doc: dict[str, Any]) -> dict[str, Any]:
+        doc["total_cents"] = -1
+        return doc
+
+    stable, candidate = services(), services(broken)
+    reqs = write_requests(tmp_path, range(3))
+    # A hold far longer than the test: the gate, over budget, rolls back first.
+    plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url,
+                               {"percent": 10, "hold": "10m", "budget": 0.01, "min_compared": 20,
+                                "replay": reqs.name}, driver="route53")
+    outcome, _ = run_without_mirror(plan_path)
+    events = journal(tmp_path)
+    assert outcome == "rolled_back"
+    assert "shadow_result" not in [e.kind for e in events]  # ended by the gates, not by the hold
+    [replayed] = [e.payload for e in events if e.kind == "shadow_replay"]
+    assert replayed["passes"] >= 1 and not replayed["running"]
+    after = shadow_copies(candidate)
+    time.sleep(0.5)
+    assert shadow_copies(candidate) == after  # nothing replayed after the rollback
+
+
+def test_an_empty_or_missing_replay_file_fails_the_step_naming_the_file(services, tmp_path) -> None:
+    stable, candidate = services(), services()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n# nothing recorded yet\n")
+    writes = tmp_path / "writes.jsonl"
+    writes.write_text('{"method": "POST", "path": "/orders", "body": "{}"}\n')
+    for name, says in (("empty.jsonl", "no requests in the file"), ("missing.jsonl", "no such file"),
+                       ("writes.jsonl", "only writes")):
+        (tmp_path / "journal.db").unlink(missing_ok=True)
+        plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url,
+                                   {"percent": 10, "hold": "10m", "min_compared": 20, "replay": name},
+                                   driver="route53")
+        outcome, _ = run_without_mirror(plan_path)
+        events = journal(tmp_path)
+        assert outcome == "rolled_back", name
+        [done] = [e.payload for e in events if e.kind == "step_done" and e.payload["kind"] == "shadow"]
+        assert done["status"] == "failed" and str(tmp_path / name) in done["reason"] and says in done["reason"]
+    assert shadow_copies(candidate) == 0
