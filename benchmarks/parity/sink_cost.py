@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import re
 import resource
 import signal
@@ -25,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SINKS = ("none", "take", "parse", "diff", "diff-gc")
+SINKS = ("none", "take", "parse", "diff", "diff-gc", "sink", "sink-each")
 
 
 class _Take:
@@ -72,6 +73,20 @@ class _Diff(_Take):
             gc.enable()
 
 
+def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True) -> Any:
+    """The sink the proxy gets with ``--plan`` (worker.ProcessSink); ``hold=False``: each pair
+    diffed as it comes instead of a few milliseconds' worth together."""
+    from switchover.parity import worker
+    from switchover.plan import plan_from_dict
+
+    if not hold:
+        worker._HOLD_MAX = 1
+    plan = plan_from_dict({"name": f"sw_sink_cost_{os.getpid()}", "stable": {"url": stable},
+                           "candidate": {"url": candidate}, "parity": {"ignore": ["$.generated_at"]}},
+                          filename=str(tmp / "plan.yaml"))
+    return worker.ProcessSink(plan)
+
+
 def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> None:
     import uvloop
 
@@ -79,8 +94,10 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
     from switchover.traffic.proxy.routing import Split
     from switchover.traffic.proxy.runner import start
 
-    sinks = {"none": None, "take": _Take(), "parse": _Parse(), "diff": _Diff(True), "diff-gc": _Diff(False)}
-    sink = sinks[sink_name]
+    sinks = {"none": lambda: None, "take": _Take, "parse": _Parse, "diff": lambda: _Diff(True),
+             "diff-gc": lambda: _Diff(False), "sink": lambda: _sink(tmp, stable, candidate),
+             "sink-each": lambda: _sink(tmp, stable, candidate, hold=False)}
+    sink = sinks[sink_name]()
 
     def cpu() -> None:
         ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -100,6 +117,8 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
         await stop.wait()
         cpu()
         await running.stop(1)
+        if sink is not None:
+            sink.close()  # ProcessSink: its worker process ends
 
     uvloop.run(main())
 
@@ -118,6 +137,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--kb", type=int, default=2)
+    parser.add_argument("--sinks", default=",".join(SINKS), help=f"which of {', '.join(SINKS)}")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -129,7 +149,10 @@ def main() -> None:
 
     from switchover.demo.runner import Processes, free_port
 
-    cost: dict[str, list[float]] = {s: [] for s in SINKS}
+    sinks = [s for s in args.sinks.split(",") if s]
+    if unknown := set(sinks) - set(SINKS):
+        parser.error(f"--sinks: unknown {', '.join(sorted(unknown))}")
+    cost: dict[str, list[float]] = {s: [] for s in sinks}
     with tempfile.TemporaryDirectory(prefix="sw-sink-cost-") as tmp_name, \
             open(Path(tmp_name) / "processes.log", "ab") as log:
         tmp = Path(tmp_name)
@@ -138,7 +161,7 @@ def main() -> None:
             ports = {k: free_port() for k in ("stable", "candidate")}
             stable, candidate = serve_orders(procs, tmp, args.kb, ports)
             for _ in range(args.rounds):
-                for name in SINKS:
+                for name in sinks:
                     port = free_port()
                     proc = subprocess.Popen([sys.executable, __file__, "--child", name, stable, candidate, str(port),
                                              str(tmp)], stdout=subprocess.PIPE, text=True)
@@ -158,8 +181,8 @@ def main() -> None:
             procs.stop()
     print(f"answers: {args.kb} KB JSON; mirror 20%; wrk -c16, {args.rounds} rounds of {args.seconds}s; "
           "proxy CPU per user request (medians)")
-    base = statistics.median(cost["none"])
-    for name in SINKS:
+    base = statistics.median(cost[sinks[0]])
+    for name in sinks:
         m = statistics.median(cost[name])
         print(f"{name:8} {m:6.1f} us  (+{m - base:4.1f})   rounds: {', '.join(f'{c:.1f}' for c in cost[name])}")
 

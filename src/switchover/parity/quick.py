@@ -84,6 +84,10 @@ class QuickDiff:
             self._endpoints[key] = ep
         return ep
 
+    def may_take(self, stable: AnswerLike, candidate: AnswerLike) -> bool:
+        """False for what ``keys`` surely leaves to the full path (read before anything else)."""
+        return not stable.error and len(stable.body) <= self.max_bytes and len(candidate.body) <= self.max_bytes
+
     def keys(self, stable: AnswerLike, candidate: AnswerLike) -> tuple[str, ...] | None:
         """The sorted keys (field|kind) of the differences, or None when the full path must decide."""
         if stable.error:
