@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SINKS = ("none", "take", "parse", "diff", "diff-gc", "sink", "sink-each")
+SINKS = ("none", "take", "parse", "diff", "diff-gc", "sink", "sink-each", "sink-long")
 
 
 class _Take:
@@ -73,7 +73,7 @@ class _Diff(_Take):
             gc.enable()
 
 
-def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True) -> Any:
+def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True, long: bool = False) -> Any:
     """The sink the proxy gets with ``--plan`` (worker.ProcessSink); ``hold=False``: each pair
     diffed as it comes instead of a few milliseconds' worth together."""
     from switchover.parity import worker
@@ -81,6 +81,8 @@ def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True) -> Any:
 
     if not hold:
         worker._HOLD_MAX = 1
+    if long:
+        worker._HOLD, worker._HOLD_MAX = 0.025, 256
     plan = plan_from_dict({"name": f"sw_sink_cost_{os.getpid()}", "stable": {"url": stable},
                            "candidate": {"url": candidate}, "parity": {"ignore": ["$.generated_at"]}},
                           filename=str(tmp / "plan.yaml"))
@@ -96,7 +98,8 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
 
     sinks = {"none": lambda: None, "take": _Take, "parse": _Parse, "diff": lambda: _Diff(True),
              "diff-gc": lambda: _Diff(False), "sink": lambda: _sink(tmp, stable, candidate),
-             "sink-each": lambda: _sink(tmp, stable, candidate, hold=False)}
+             "sink-each": lambda: _sink(tmp, stable, candidate, hold=False),
+             "sink-long": lambda: _sink(tmp, stable, candidate, long=True)}
     sink = sinks[sink_name]()
 
     def cpu() -> None:
