@@ -1,13 +1,16 @@
 """Where the proxy's CPU goes with a parity sink: the same proxy, in-process, with different sinks.
 
-    flock /tmp/bench.lock .venv/bin/python benchmarks/parity/sink_cost.py [--rounds 5] [--kb 2]
+    flock /tmp/bench.lock .venv/bin/python benchmarks/parity/sink_cost.py [--rounds 5] [--kb 2] [--sinks none,sink]
 
 Our own nginx serves the two answers (as ``proxy_mirror.py``); for each sink in turn a child
 process runs the proxy (mirror 20%) and wrk drives it; the child reports its CPU time per user
 request. Sinks: ``none`` (no sink: nothing buffered), ``take`` (both answers buffered and handed
 over, then thrown away), ``parse`` (and both parsed with orjson), ``diff`` (the proxy's cheap diff,
 ``QuickDiff.keys``, with the collector paused as ``ProcessSink`` runs it), ``diff-gc`` (the same
-with the collector on). Rounds alternate the sinks; medians.
+with the collector on), ``sink`` (the sink the proxy gets with ``--plan``: ``worker.ProcessSink``,
+cheap-path pairs diffed a few milliseconds' worth together) and ``sink-each`` (the same sink diffing
+each pair as it comes). Rounds alternate the sinks; medians. ``--sinks a,b`` runs some of them (the
+first is the reference).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SINKS = ("none", "take", "parse", "diff", "diff-gc", "sink", "sink-each", "sink-long")
+SINKS = ("none", "take", "parse", "diff", "diff-gc", "sink", "sink-each")
 
 
 class _Take:
@@ -73,7 +76,7 @@ class _Diff(_Take):
             gc.enable()
 
 
-def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True, long: bool = False) -> Any:
+def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True) -> Any:
     """The sink the proxy gets with ``--plan`` (worker.ProcessSink); ``hold=False``: each pair
     diffed as it comes instead of a few milliseconds' worth together."""
     from switchover.parity import worker
@@ -81,8 +84,6 @@ def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True, long: bool 
 
     if not hold:
         worker._HOLD_MAX = 1
-    if long:
-        worker._HOLD, worker._HOLD_MAX = 0.025, 256
     plan = plan_from_dict({"name": f"sw_sink_cost_{os.getpid()}", "stable": {"url": stable},
                            "candidate": {"url": candidate}, "parity": {"ignore": ["$.generated_at"]}},
                           filename=str(tmp / "plan.yaml"))
@@ -98,8 +99,7 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
 
     sinks = {"none": lambda: None, "take": _Take, "parse": _Parse, "diff": lambda: _Diff(True),
              "diff-gc": lambda: _Diff(False), "sink": lambda: _sink(tmp, stable, candidate),
-             "sink-each": lambda: _sink(tmp, stable, candidate, hold=False),
-             "sink-long": lambda: _sink(tmp, stable, candidate, long=True)}
+             "sink-each": lambda: _sink(tmp, stable, candidate, hold=False)}
     sink = sinks[sink_name]()
 
     def cpu() -> None:

@@ -1,9 +1,9 @@
-"""The proxy's sink (what ``make_sink`` gives the proxy): small answers diffed on the proxy's loop,
+"""The proxy's sink (what ``make_sink`` gives the proxy): most answers diffed on the proxy's loop,
 the rest in another process.
 
-Small answers (``quick.py``: up to 16 KiB, not compressed, no noise call wanted) are diffed where
-they are, on the proxy's event loop, recording only what the counts need; the counts are summed and
-go to the worker every 250 ms. This costs a fraction of handing the pair over (measured in
+Answers up to the copy cap (``quick.py``: 64 KiB, not compressed, no noise call wanted) are diffed
+where they are, on the proxy's event loop, a few milliseconds' worth at a time, recording only what
+the counts need; the counts are summed and go to the worker every 250 ms. This costs a fraction of handing the pair over (measured in
 docs/performance-parity.md), and the loop spends at most ``QUICK_SHARE`` of its time on it: beyond
 that, pairs are dropped and counted. A differing pair whose sample the store wants, and every pair
 the cheap path cannot settle, goes to the worker as before.
@@ -54,6 +54,7 @@ _SLOW_PAIR = 0.001  # seconds: an endpoint whose pairs take longer (moving avera
 _SLOW_FORGIVEN = 60.0  # seconds until endpoints found slow are tried on the loop again
 _HOLD = 0.005  # seconds: pairs for the cheap path wait this long to be diffed together
 _HOLD_MAX = 64  # or until this many wait
+_SLICE = 0.001  # seconds of diffing at a time, between turns of the loop
 
 
 # Pairs cross the pipe as plain tuples: pickling the frozen dataclasses costs ~7x more (34 us
@@ -173,13 +174,24 @@ class ProcessSink:
         # request at mirror 20%, benchmarks/parity/sink_cost.py).
         collecting = gc.isenabled()
         gc.disable()
+        until = time.perf_counter() + _SLICE
+        done = 0
         try:
             for pair in held:
+                done += 1
                 if not self._diff_here(pair):
                     self._to_worker(pair, False)
+                if time.perf_counter() >= until:
+                    break  # users' requests wait no longer than a slice: the rest in the next turn
         finally:
             if collecting:
                 gc.enable()
+        if done < len(held):
+            self._held[:0] = held[done:]
+            try:
+                asyncio.get_running_loop().call_soon(self._diff_held)
+            except RuntimeError:
+                self._diff_held()
 
     def _diff_here(self, pair: MirrorPair) -> bool:
         """The cheap path (quick.py); False when the worker must take the pair."""
@@ -304,7 +316,7 @@ class ProcessSink:
                           "to_worker": self.to_worker,
                           "skipped_too_large": self.skipped, "pending": len(self._pending),
                           "unsent_bytes": len(self._out), "worker_alive": self._process.is_alive(),
-                          "diff": "proxy loop (small answers) + process"}}
+                          "diff": "proxy loop (answers up to 64 KiB) + process"}}
         return build_report(self.store, self.plan.parity, self.budget, self.min_compared, extra=extra).to_json()
 
     # ------------------------------------------------------------ after the loop has ended
