@@ -7,8 +7,8 @@ timestamp, ignored, and one field), the built-in proxy runs with ``--plan`` so t
 diffs every mirrored pair, and wrk drives users. Rounds alternate mirror 0% and 20% (set through
 the admin API) and the medians are compared. A second proxy without a plan (mirror 20%, no diff)
 separates what the copies cost from what the diff costs. Target: mirror 20% + diff keeps at least
-85% of the throughput with mirror off. Answers of 2 KB are diffed on the proxy's loop (quick.py);
-50 KB ones in the worker process.
+85% of the throughput with mirror off. Answers up to 64 KiB (2 KB and 50 KB alike) are diffed on
+the proxy's loop (quick.py, rawjson.py).
 """
 
 from __future__ import annotations
