@@ -73,12 +73,18 @@ def serve_orders(procs: Processes, tmp: Path, kb: int, ports: dict[str, int]) ->
     return stable, candidate
 
 
-def wrk(url: str, seconds: float, connections: int) -> float:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url], capture_output=True, text=True,
-                         timeout=seconds + 30).stdout
+P99: dict[str, list[float]] = {"off": [], "on": [], "copies": []}  # users' 99th percentile latency, ms
+
+
+def wrk(url: str, seconds: float, connections: int, mode: str | None = None) -> float:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if match is None:
         raise SystemExit(f"wrk gave no rate:\n{out}")
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    if mode is not None and p99 is not None:
+        P99[mode].append(float(p99.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)])
     return float(match.group(1))
 
 
@@ -136,17 +142,17 @@ parity: {{ignore: ["$.generated_at"]}}
             for _ in range(args.rounds):
                 httpx.put(admin + "/api/v1/split", json={"mirror_percent": 0}).raise_for_status()
                 before = _cpu_seconds(with_diff.pid)
-                off.append(wrk(url, args.seconds, args.connections))
+                off.append(wrk(url, args.seconds, args.connections, "off"))
                 cpu_off += _cpu_seconds(with_diff.pid)["proxy"] - before["proxy"]
                 httpx.put(admin + "/api/v1/split", json={"mirror_percent": 20}).raise_for_status()
                 before = _cpu_seconds(with_diff.pid)
-                on.append(wrk(url, args.seconds, args.connections))
+                on.append(wrk(url, args.seconds, args.connections, "on"))
                 time.sleep(0.5)  # the worker finishes the round's pairs
                 after = _cpu_seconds(with_diff.pid)
                 cpu_on += after["proxy"] - before["proxy"]
                 worker_cpu += sum(v - before.get(k, 0.0) for k, v in after.items() if k != "proxy")
                 before2 = _cpu_seconds(no_diff.pid)["proxy"]
-                copies.append(wrk(url2, args.seconds, args.connections))
+                copies.append(wrk(url2, args.seconds, args.connections, "copies"))
                 cpu_copies += _cpu_seconds(no_diff.pid)["proxy"] - before2
             httpx.put(admin + "/api/v1/split", json={"mirror_percent": 0}).raise_for_status()
             time.sleep(1.0)  # let the sink flush what it queued
@@ -162,6 +168,10 @@ parity: {{ignore: ["$.generated_at"]}}
     print(f"mirror off              {m_off:9.0f} req/s   1.00")
     print(f"mirror 20% + diff       {m_on:9.0f} req/s   {r_on:.2f}   (target >= 0.85)")
     print(f"mirror 20%, no diff     {m_copies:9.0f} req/s   {r_copies:.2f}   (second proxy, no plan)")
+    if all(P99.values()):
+        p99 = {k: statistics.median(v) for k, v in P99.items()}
+        print(f"users' p99 latency: {p99['off']:.2f} ms (mirror off), {p99['on']:.2f} ms (mirror 20% + diff), "
+              f"{p99['copies']:.2f} ms (mirror 20%, no diff)")
     sink = parity.get("sink", {})
     pairs = int(sink.get("submitted") or 0)
     print(f"sink: {pairs} pairs submitted, {parity.get('compared')} compared, "

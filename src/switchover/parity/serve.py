@@ -52,19 +52,15 @@ class ServeStats:
                 "exchanged": self.exchanged}
 
 
-class _Copy(asyncio.Protocol):
-    """One connection from the mirror source; HTTP/1.1 with keep-alive, parsed by httptools."""
+class _Conn(asyncio.Protocol):
+    """A connection to one of the server's addresses: HTTP/1.1 with keep-alive, parsed by httptools."""
+
+    malformed = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
     def __init__(self, server: ParityServer) -> None:
         self.server = server
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self.url = b""
-        self.headers: list[tuple[str, str]] = []
-        self.body = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -80,8 +76,21 @@ class _Copy(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             if self.transport is not None:
-                self.transport.write(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                self.transport.write(self.malformed)
                 self.transport.close()
+
+
+class _Copy(_Conn):
+    """One connection from the mirror source."""
+
+    def __init__(self, server: ParityServer) -> None:
+        super().__init__(server)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[str, str]] = []
+        self.body = bytearray()
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
@@ -114,31 +123,13 @@ class _Copy(asyncio.Protocol):
                 self.transport.close()
 
 
-class _AdminConn(asyncio.Protocol):
+class _AdminConn(_Conn):
     """One connection to the separate admin address: the report and health only, 404 for the rest."""
 
     def __init__(self, server: ParityServer) -> None:
-        self.server = server
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
+        super().__init__(server)
         self.url = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.server.connections.add(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.transport is not None:
-            self.server.connections.discard(self.transport)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError:
-            if self.transport is not None:
-                self.transport.write(_http(400, b'{"error": "malformed request"}', keep=False))
-                self.transport.close()
+        self.malformed = _http(400, b'{"error": "malformed request"}', keep=False)
 
     def on_url(self, url: bytes) -> None:
         self.url += url

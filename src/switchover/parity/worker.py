@@ -327,7 +327,8 @@ class ProcessSink:
             if self._closed:
                 return
             self._closed = True
-        self._diff_held()
+        while self._held:  # slices: with a loop still running, the rest would wait for its next turn
+            self._diff_held()
         batch, self._pending = self._pending, []
         counts, self._counts = self._counts, Counts()
         self._out += _frame((self._unsent_dropped, batch, counts or None)) + _frame(None)

@@ -330,3 +330,30 @@ def _same_json(a: Any, b: Any) -> bool:
     if isinstance(a, int | float) and isinstance(b, int | float):
         return a == b
     return type(a) is type(b) and a == b
+
+
+def test_pairs_held_for_a_batch_are_all_diffed_one_slice_at_a_time(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "_SLICE", 0.0)  # one pair per turn of the loop
+    monkeypatch.setattr(worker, "_HOLD_MAX", 8)
+    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"]))
+    turns: list[int] = []
+
+    async def proxy_loop() -> None:
+        for i in range(20):
+            sink.submit(_pair(i))  # the 8th, 16th... start a batch at once
+        for _ in range(30):
+            turns.append(sink.quick)
+            await asyncio.sleep(0)
+        for i in range(20, 23):
+            sink.submit(_pair(i))  # held when the loop ends: diffed on close
+
+    try:
+        asyncio.run(proxy_loop())
+    finally:
+        sink.close()
+    assert turns[0] < 20 and turns[-1] == 20  # not all at once: one slice per turn, none lost
+    assert (sink.quick, sink.dropped) == (23, 0)
+    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
+    assert store.tally().endpoints[0].compared == 23
+    store.close()
