@@ -54,7 +54,7 @@ _SLOW_PAIR = 0.001  # seconds: an endpoint whose pairs take longer (moving avera
 _SLOW_FORGIVEN = 60.0  # seconds until endpoints found slow are tried on the loop again
 _HOLD = 0.005  # seconds: pairs for the cheap path wait this long to be diffed together
 _HOLD_MAX = 64  # or until this many wait
-_SLICE = 0.001  # seconds of diffing at a time, between turns of the loop
+_SLICE = 0.0003  # seconds of diffing at a time, between turns of the loop
 
 
 # Pairs cross the pipe as plain tuples: pickling the frozen dataclasses costs ~7x more (34 us
