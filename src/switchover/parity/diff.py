@@ -386,7 +386,7 @@ def _parse(body: bytes, content_type: str | None) -> tuple[Any, bool]:
         return _NOT_JSON, False
     try:
         return _loads_standard(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deep: compared as text
         return _NOT_JSON, False
 
 
@@ -467,6 +467,8 @@ def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions, 
             return out, w
         except rawjson.DecodeError:
             pass  # not valid JSON: parsed below, which says so
+        except RecursionError:
+            return _too_deep(out, sb, cb), None
     sdoc, s_std = _parse(sb, sh.get("content-type"))
     cdoc, c_std = _parse(cb, ch.get("content-type"))
     if sdoc is _NOT_JSON and cdoc is _NOT_JSON:
@@ -475,6 +477,15 @@ def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions, 
         out.append(Difference("body", DiffKind.TYPE, "body", _text(sb), _text(cb)))
     else:
         w = walker(opts, True, (sb, cb), s_std and c_std)
-        w.walk(sdoc, cdoc, ())
+        try:
+            w.walk(sdoc, cdoc, ())
+        except RecursionError:
+            return _too_deep(out, sb, cb), None
         return out, w
     return out, None
+
+
+def _too_deep(out: list[Difference], sb: bytes, cb: bytes) -> list[Difference]:
+    """Documents nested deeper than the parsers or the walk go (~1,000 levels) compare as text."""
+    out.append(Difference("body", DiffKind.CHANGED, "body", _text(sb), _text(cb)))
+    return out

@@ -357,3 +357,24 @@ def test_pairs_held_for_a_batch_are_all_diffed_one_slice_at_a_time(tmp_path: Pat
     store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
     assert store.tally().endpoints[0].compared == 23
     store.close()
+
+
+def test_a_diff_that_raises_on_the_loop_never_reaches_the_proxy_and_the_worker_takes_the_pair(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"]))
+
+    def broken(stable: Any, candidate: Any) -> Any:
+        raise ValueError("an answer this path cannot read")
+
+    sink._quick.keys = broken  # type: ignore[method-assign]
+    try:
+        for i in range(10):
+            sink.submit(_pair(i))  # as the proxy calls it: must not raise
+    finally:
+        sink.close()
+    assert (sink.quick, sink.to_worker, sink.dropped) == (0, 10, 0)
+    assert sum("the proxy's diff failed" in r.message for r in caplog.records) == 1  # said once per endpoint
+    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
+    tally = store.tally()
+    assert tally.endpoints[0].compared == 10 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 5)]
+    store.close()

@@ -115,3 +115,14 @@ def test_text_that_is_not_json_is_reported_as_the_full_parse_reports_it() -> Non
             ignore=opts.ignore, unordered=opts.unordered, headers=opts.headers))
         assert got == [d.to_json() for d in ref], (stable, candidate)
         assert got  # each pair differs
+
+
+def test_documents_nested_too_deep_to_walk_compare_as_text() -> None:
+    opts = parity_options()
+    for depth in (900, 3000):  # deeper than the walk (Python's recursion), deeper than the parsers
+        stable = ('{"a":' + "[" * depth + "1" + "]" * depth + "}").encode()
+        candidate = stable.replace(b"1", b"2")
+        got = diff_answers(*_answers(stable, candidate), opts)
+        assert [(d.field, d.kind) for d in got] == [("body", "changed")]
+        assert difference_keys(*_answers(stable, candidate), opts) == {"body|changed"}
+        assert diff_answers(*_answers(stable, stable), opts) == []
