@@ -1,5 +1,6 @@
-"""The response diff as first written (kept verbatim, only for tests): the optimised diff in
-``switchover.parity.diff`` must report exactly what this one does.
+"""The response diff's walk as first written (kept verbatim, only for tests): the optimised diff in
+``switchover.parity.diff`` must report exactly what this one does. What is not the walk (the kinds,
+options, differences, the text of values, headers and bodies) is the diff's own, imported.
 
 The response diff (pure): status, chosen headers and the body, JSON canonicalised.
 
@@ -11,143 +12,23 @@ Each difference names its field (indexes collapsed to ``[*]``) and its kind.
 
 from __future__ import annotations
 
-import json
 import math
-import zlib
-from collections.abc import Iterable
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
-import orjson
-
-from switchover.parity.paths import (
-    Location,
-    PathError,
-    PathPattern,
-    PathSet,
-    compile_path,
-    concrete_name,
-    field_name,
+from switchover.parity.diff import (  # what the walk is not: kinds, options, the text of values
+    AnswerLike,
+    Difference,
+    DiffKind,
+    DiffOptions,
+    _dumps,
+    _jtype,
+    _loads,
+    _show,
+    _text,
+    decoded_body,
+    header,
 )
-from switchover.plan.parity import Parity
-
-_SHOW = 160  # characters of a value kept in a difference, for people
-
-
-class DiffKind(StrEnum):
-    CHANGED = "changed"  # same type, other value
-    MISSING = "missing"  # in stable's answer, not in the candidate's
-    EXTRA = "extra"  # in the candidate's answer only
-    TYPE = "type"  # JSON types differ (string vs number, JSON vs not JSON)
-    ORDER = "order"  # same elements, other order
-    STATUS = "status"
-    HEADER = "header"
-    ERROR = "error"  # the candidate gave no answer (connect, reset, timeout)
-
-
-@dataclass(frozen=True)
-class Difference:
-    field: str  # "$.items[*].price", "status", "header:content-type", "body", "error"
-    kind: DiffKind
-    where: str  # the concrete location: "$.items[3].price"
-    stable: str  # short JSON of each side ("" when absent)
-    candidate: str
-
-    @property
-    def key(self) -> str:
-        """What counts are keyed by: the field and the kind."""
-        return f"{self.field}|{self.kind}"
-
-    def to_json(self) -> dict[str, str]:
-        return {"field": self.field, "kind": str(self.kind), "where": self.where,
-                "stable": self.stable, "candidate": self.candidate}
-
-
-class AnswerLike(Protocol):
-    """What the diff needs of an answer (``traffic.proxy.hooks.Answer`` is one)."""
-
-    @property
-    def status(self) -> int: ...
-    @property
-    def headers(self) -> tuple[tuple[str, str], ...]: ...
-    @property
-    def body(self) -> bytes: ...
-    @property
-    def error(self) -> str | None: ...
-
-
-@dataclass(frozen=True)
-class DiffOptions:
-    ignore: PathSet
-    unordered: PathSet
-    headers: tuple[str, ...]  # lower-case names compared
-    float_tolerance: float = 0.0
-    int_float_equal: bool = True
-
-    @classmethod
-    def from_parity(cls, parity: Parity) -> DiffOptions:
-        skip = {h.lower() for h in parity.ignore_headers}
-        return cls(
-            ignore=PathSet([_compile("parity.ignore", p) for p in parity.ignore]),
-            unordered=PathSet([_compile("parity.unordered", p) for p in parity.unordered]),
-            headers=tuple(h.lower() for h in parity.headers if h.lower() not in skip),
-            float_tolerance=parity.float_tolerance,
-            int_float_equal=parity.int_float_equal,
-        )
-
-
-def default_options() -> DiffOptions:
-    return DiffOptions.from_parity(Parity())
-
-
-def _compile(where: str, text: str) -> PathPattern:
-    try:
-        return compile_path(text)
-    except PathError as exc:
-        raise ValueError(f"{where}: {exc}") from None
-
-
-def _show(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return text if len(text) <= _SHOW else text[: _SHOW - 1] + "…"
-
-
-def _dumps(value: Any) -> bytes:
-    """Canonical text (sorted keys, no spaces). orjson is ~14x faster than the standard library here."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:  # integers beyond 64 bits: the standard library writes them
-        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-
-
-# orjson reads integers beyond 64 bits as floats (losing digits): where a body holds 19 digits in
-# a row, the standard library parses it. (translate + find run at C speed; a regex took 1 ms on 40 KB.)
-_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
-_NINETEEN = b"0" * 19
-
-
-def _loads(body: bytes) -> Any:
-    if body.translate(_DIGITS_AS_ZERO).find(_NINETEEN) != -1:
-        return json.loads(body)
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:  # NaN, Infinity, integers beyond 64 bits: the standard library reads them
-        return json.loads(body)
-
-
-def _jtype(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
+from switchover.parity.paths import Location, concrete_name, field_name
 
 
 class _Walker:
@@ -276,25 +157,6 @@ def canonical(value: Any, opts: DiffOptions) -> str:
 # ---------------------------------------------------------------- whole answers
 
 
-def header(headers: Iterable[tuple[str, str]], name: str) -> str | None:
-    values = [v for k, v in headers if k.lower() == name]
-    return ", ".join(values) if values else None
-
-
-def decoded_body(answer: AnswerLike) -> bytes:
-    """The body with gzip/deflate content-encoding undone (so compression never counts as a change)."""
-    encoding = (header(answer.headers, "content-encoding") or "").lower()
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        try:
-            return zlib.decompress(answer.body, 47 if "gzip" in encoding else 15)
-        except zlib.error:
-            try:
-                return zlib.decompress(answer.body, -15)
-            except zlib.error:
-                return answer.body
-    return answer.body
-
-
 _NOT_JSON = object()
 
 
@@ -307,11 +169,6 @@ def _parse(body: bytes, content_type: str | None) -> Any:
         return _loads(body)
     except (ValueError, UnicodeDecodeError):
         return _NOT_JSON
-
-
-def _text(body: bytes) -> str:
-    text = body.decode("utf-8", errors="replace")
-    return text if len(text) <= _SHOW else text[: _SHOW - 1] + "…"
 
 
 def diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions) -> list[Difference]:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from switchover.parity.diff import DiffKind, DiffOptions, canonical, default_options, diff_answers, diff_json
 from switchover.plan.parity import Parity
+from tests.unit.parity.documents import get_at, leaf_paths, same_json, set_at
 
 
 @dataclass(frozen=True)
@@ -53,50 +54,21 @@ def test_key_order_and_whitespace_never_matter(doc: Any, seed: int) -> None:
     assert diff_answers(a, b, default_options()) == []
 
 
-def _leaf_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    if not value and isinstance(value, dict | list):
-        return [path]  # an empty container is a value that can change too
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _leaf_paths(v, (*path, k))]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _leaf_paths(v, (*path, i))]
-    return [path]
-
-
-def _set(doc: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    copy = dict(doc) if isinstance(doc, dict) else list(doc)
-    copy[path[0]] = _set(doc[path[0]], path[1:], new)
-    return copy
 
 
 @settings(max_examples=300, deadline=None)
 @given(documents, st.data())
 def test_a_real_value_change_is_always_found(doc: Any, data: st.DataObject) -> None:
-    paths = _leaf_paths(doc)
+    paths = leaf_paths(doc)
     path = data.draw(st.sampled_from(paths))
-    old = _get(doc, path)
-    new = data.draw(scalars.filter(lambda v: not _same_json(v, old)))
-    changed = _set(doc, path, new)
+    old = get_at(doc, path)
+    new = data.draw(scalars.filter(lambda v: not same_json(v, old)))
+    changed = set_at(doc, path, new)
     diffs = diff_json(doc, changed, default_options())
     assert diffs, (doc, changed)
     assert all(d.kind in (DiffKind.CHANGED, DiffKind.TYPE) for d in diffs)
 
 
-def _get(doc: Any, path: tuple[Any, ...]) -> Any:
-    for p in path:
-        doc = doc[p]
-    return doc
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    # The same JSON value under the default options (1 == 1.0, but true != 1).
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return type(a) is type(b) and a == b
 
 
 @settings(max_examples=100, deadline=None)

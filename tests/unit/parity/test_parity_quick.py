@@ -4,8 +4,10 @@ land in the store as the comparisons they sum would."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from switchover.plan import plan_from_dict
 from switchover.plan.parity import Parity
 from switchover.traffic.proxy.hooks import Answer, MirrorPair
 from tests.unit.parity import reference_diff
+from tests.unit.parity.documents import get_at, leaf_paths, same_json, set_at
 
 JSON_CT = ("content-type", "application/json")
 KEYS = ["a", "b", "id", "items", "etag", "generated_at", "odd key", "n"]
@@ -141,13 +144,13 @@ def test_the_cheap_path_finds_what_the_full_diff_finds(doc: Any, other: Any, o: 
 @given(documents, st.data())
 def test_a_real_value_change_is_always_found_by_the_cheap_path(doc: Any, data: st.DataObject) -> None:
     doc = {"payload": doc, "n": 1}
-    leaves = _leaves(doc)
+    leaves = leaf_paths(doc)
     path = data.draw(st.sampled_from(leaves))
-    old = _get(doc, path)
-    new = data.draw(scalars.filter(lambda v: not _same_json(v, old)))
+    old = get_at(doc, path)
+    new = data.draw(scalars.filter(lambda v: not same_json(v, old)))
     quick = QuickDiff(Comparer(Parity()))
     stable = Answer(200, (JSON_CT,), json.dumps(doc).encode(), 0.0)
-    candidate = Answer(200, (JSON_CT,), json.dumps(_set(doc, path, new)).encode(), 0.0)
+    candidate = Answer(200, (JSON_CT,), json.dumps(set_at(doc, path, new)).encode(), 0.0)
     keys = quick.keys(stable, candidate)
     assert keys, (doc, path, new)
 
@@ -234,6 +237,30 @@ def _plan(tmp_path: Path, **parity: Any) -> Any:
                           filename=str(tmp_path / "plan.yaml"))
 
 
+def _run_sink(tmp_path: Path, n: int, prepare: Callable[[worker.ProcessSink], None] | None = None,
+              **parity: Any) -> worker.ProcessSink:
+    """A ProcessSink given ``n`` pairs as the proxy hands them over (outside a loop), then closed."""
+    sink = worker.ProcessSink(_plan(tmp_path, **parity))
+    if prepare is not None:
+        prepare(sink)
+    try:
+        for i in range(n):
+            sink.submit(_pair(i))
+    finally:
+        sink.close()
+    return sink
+
+
+@contextlib.contextmanager
+def _written(tmp_path: Path) -> Iterator[MismatchStore]:
+    """The store the sink of ``_plan`` wrote."""
+    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
 def _pair(i: int) -> MirrorPair:
     stable = Answer(200, (JSON_CT,), json.dumps({"id": i, "total": 100, "at": i}).encode(), 0.0)
     candidate = Answer(200, (JSON_CT,), json.dumps({"id": i, "total": 100 + (i % 2), "at": -i}).encode(), 0.0)
@@ -255,81 +282,39 @@ def test_the_proxys_sink_counts_on_the_loop_and_keeps_samples_from_the_worker(tm
         sink.skip("GET", "/orders/7", 7.0, "too_large")  # an answer above the copy cap
     finally:
         sink.close()
-    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
-    tally = store.tally()
-    assert [(e.endpoint, e.compared) for e in tally.endpoints] == [("GET /orders/{id}", 200)]
-    assert [(f.field, f.kind, f.diffs) for f in tally.fields] == [("$.total", "changed", 100)]
-    assert sink.quick >= 190 and sink.to_worker >= 3  # most diffed in place; samples from the worker
-    samples = store.samples(10)
-    assert len(samples) == 3 and all("s3cret" not in json.dumps(s) for s in samples)
-    assert store.counters()["compared"] == 200 and store.counters()["skipped_too_large"] == 1
-    assert tally.endpoints[0].skipped == 1
-    store.close()
+    with _written(tmp_path) as store:
+        tally = store.tally()
+        assert [(e.endpoint, e.compared) for e in tally.endpoints] == [("GET /orders/{id}", 200)]
+        assert [(f.field, f.kind, f.diffs) for f in tally.fields] == [("$.total", "changed", 100)]
+        assert sink.quick >= 190 and sink.to_worker >= 3  # most diffed in place; samples from the worker
+        samples = store.samples(10)
+        assert len(samples) == 3 and all("s3cret" not in json.dumps(s) for s in samples)
+        assert store.counters()["compared"] == 200 and store.counters()["skipped_too_large"] == 1
+        assert tally.endpoints[0].skipped == 1
 
 
 def test_beyond_its_share_of_the_loop_pairs_are_dropped_and_counted(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker, "QUICK_SHARE", 0.0)
     monkeypatch.setattr(worker, "_WINDOW", 1e9)  # one window: the first pair spends the whole share
-    sink = worker.ProcessSink(_plan(tmp_path, samples=0))
-    try:
-        for i in range(20):
-            sink.submit(_pair(i))
-    finally:
-        sink.close()
+    sink = _run_sink(tmp_path, 20, samples=0)
     assert (sink.quick, sink.dropped) == (1, 19)
-    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
-    assert store.counters()["dropped"] == 19 and store.tally().endpoints[0].compared == 1
-    store.close()
+    with _written(tmp_path) as store:
+        assert store.counters()["dropped"] == 19 and store.tally().endpoints[0].compared == 1
 
 
 def test_endpoints_slow_to_diff_go_to_the_worker_with_the_same_counts(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker, "_SLOW_PAIR", -1.0)  # every pair counts as slow
-    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"]))
-    try:
-        for i in range(10):
-            sink.submit(_pair(i))
-    finally:
-        sink.close()
+    sink = _run_sink(tmp_path, 10, samples=0, ignore=["$.at"])
     assert (sink.quick, sink.to_worker) == (1, 9)
-    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
-    tally = store.tally()
-    assert tally.endpoints[0].compared == 10 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 5)]
-    store.close()
+    _assert_all_ten_compared(tmp_path)
 
 
-# ------------------------------------------------------------ helpers
-
-
-def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    if isinstance(value, dict) and value:
-        return [p for k, v in value.items() for p in _leaves(v, (*path, k))]
-    if isinstance(value, list) and value:
-        return [p for i, v in enumerate(value) for p in _leaves(v, (*path, i))]
-    return [path]
-
-
-def _get(doc: Any, path: tuple[Any, ...]) -> Any:
-    for p in path:
-        doc = doc[p]
-    return doc
-
-
-def _set(doc: Any, path: tuple[Any, ...], new: Any) -> Any:
-    if not path:
-        return new
-    copy = dict(doc) if isinstance(doc, dict) else list(doc)
-    copy[path[0]] = _set(doc[path[0]], path[1:], new)
-    return copy
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int | float) and isinstance(b, int | float):
-        return a == b
-    return type(a) is type(b) and a == b
+def _assert_all_ten_compared(tmp_path: Path) -> None:
+    with _written(tmp_path) as store:
+        tally = store.tally()
+        assert tally.endpoints[0].compared == 10 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 5)]
 
 
 def test_pairs_held_for_a_batch_are_all_diffed_one_slice_at_a_time(tmp_path: Path,
@@ -354,27 +339,19 @@ def test_pairs_held_for_a_batch_are_all_diffed_one_slice_at_a_time(tmp_path: Pat
         sink.close()
     assert turns[0] < 20 and turns[-1] == 20  # not all at once: one slice per turn, none lost
     assert (sink.quick, sink.dropped) == (23, 0)
-    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
-    assert store.tally().endpoints[0].compared == 23
-    store.close()
+    with _written(tmp_path) as store:
+        assert store.tally().endpoints[0].compared == 23
 
 
 def test_a_diff_that_raises_on_the_loop_never_reaches_the_proxy_and_the_worker_takes_the_pair(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"]))
-
     def broken(stable: Any, candidate: Any) -> Any:
         raise ValueError("an answer this path cannot read")
 
-    sink._quick.keys = broken  # type: ignore[method-assign]
-    try:
-        for i in range(10):
-            sink.submit(_pair(i))  # as the proxy calls it: must not raise
-    finally:
-        sink.close()
+    def break_keys(sink: worker.ProcessSink) -> None:
+        sink._quick.keys = broken  # type: ignore[method-assign]
+
+    sink = _run_sink(tmp_path, 10, break_keys, samples=0, ignore=["$.at"])  # submit must not raise
     assert (sink.quick, sink.to_worker, sink.dropped) == (0, 10, 0)
     assert sum("the proxy's diff failed" in r.message for r in caplog.records) == 1  # said once per endpoint
-    store = MismatchStore(tmp_path / ".switchover" / "sw_parity_quick-parity.db")
-    tally = store.tally()
-    assert tally.endpoints[0].compared == 10 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 5)]
-    store.close()
+    _assert_all_ten_compared(tmp_path)
