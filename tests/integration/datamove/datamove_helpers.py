@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 
 from switchover.data.move_tables import Side
 from switchover.data.rowdiff import TableSpec, diff_tables
 from switchover.data.urls import parse_db_url
+from switchover.plan import Plan, load_plan
 
 PG_ORDERS = ("CREATE TABLE orders (id bigint PRIMARY KEY, customer int NOT NULL, amount numeric(12,2), "
              "status text, created_at timestamptz DEFAULT now(), paid boolean, note text)")
@@ -88,3 +90,40 @@ def wait_for(predicate, timeout: float = 60.0, what="condition") -> None:  # typ
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+
+
+def data_plan(tmp_path: Path, name: str, src: str, dst: str, steps: tuple[str, ...],
+              table: str = "orders") -> Plan:
+    """A plan moving ``table`` (key ``id``) from ``src`` to ``dst`` with ``steps`` (YAML step lines,
+    e.g. ``"backfill: {tables: [orders]}"``); its state in ``tmp_path``."""
+    lines = "".join(f"  - {step}\n" for step in steps)
+    path = tmp_path / "plan.yaml"
+    path.write_text(f"""
+name: {name}
+stable: {{url: "http://127.0.0.1:18081"}}
+candidate: {{url: "http://127.0.0.1:18082"}}
+state: "sqlite:///{tmp_path}/state.db"
+data:
+  source: "{src}"
+  target: "{dst}"
+  tables: [{{name: {table}, key: [id]}}]
+steps:
+{lines}""")
+    return load_plan(path)
+
+
+def reverse_cdc_plan(tmp_path: Path, name: str, src: str, dst: str, table: str = "orders",
+                     steps: tuple[str, ...] = ()) -> Plan:
+    """Forward and reverse CDC of ``table``, then ``steps``, then a canary."""
+    return data_plan(tmp_path, name, src, dst, (f"cdc: {{tables: [{table}], reverse: true}}", *steps,
+                                                "canary: {weight: 10}"), table)
+
+
+def row_status(url: str, table: str, key: int) -> str | None:
+    """The ``status`` column of row ``key`` (None: no such row)."""
+    side = Side.open(url, autocommit=True)
+    try:
+        rows = side.execute(f"SELECT status FROM {table} WHERE id = {key}")
+        return str(rows[0][0]) if rows else None
+    finally:
+        side.close()

@@ -26,8 +26,13 @@ from switchover.engine.steps.movement import (
     rollback_participant,
 )
 from switchover.engine.store import StateStore
-from switchover.plan import Plan, load_plan
-from tests.integration.datamove.datamove_helpers import assert_identical, wait_for
+from switchover.plan import Plan
+from tests.integration.datamove.datamove_helpers import (
+    assert_identical,
+    reverse_cdc_plan,
+    row_status,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -38,22 +43,22 @@ SQLITE_DDL = f"CREATE TABLE {TABLE} (id INTEGER PRIMARY KEY, customer INTEGER NO
 
 
 def _plan(tmp_path: Path, stable: str, candidate: str) -> Plan:
-    name = f"rcdc{time.time_ns() % 10**9}"
-    path = tmp_path / "plan.yaml"
-    path.write_text(f"""
-name: {name}
-stable: {{url: "http://127.0.0.1:18081"}}
-candidate: {{url: "http://127.0.0.1:18082"}}
-state: "sqlite:///{tmp_path}/state.db"
-data:
-  source: "{stable}"
-  target: "{candidate}"
-  tables: [{{name: {TABLE}, key: [id]}}]
-steps:
-  - cdc: {{tables: [{TABLE}], reverse: true}}
-  - canary: {{weight: 10}}
-""")
-    return load_plan(path)
+    return reverse_cdc_plan(tmp_path, f"rcdc{time.time_ns() % 10**9}", stable, candidate, TABLE)
+
+
+def _backfill_without_echo(tmp_path: Path, pair: _Pair, stable: str, candidate: str, rows: int) -> None:
+    """Backfill the table into the candidate while both streams run: all ``rows`` copied, and the
+    reverse stream carries none of the copy back to stable."""
+    s, d = Side.open(stable, autocommit=True), Side.open(candidate)
+    try:
+        done = Backfill(s, d, BackfillOptions(TABLE, chunk_time=0.05, initial_chunk=50),
+                        StoreControl(StateStore(f"sqlite:///{tmp_path}/bf.db"), TABLE, "run", "test")).run()
+    finally:
+        s.close()
+        d.close()
+    assert done.state == "done" and done.rows == rows
+    pair.settle()
+    assert pair.rev.status.changes == 0, pair.rev.status
 
 
 def _exec(url: str, *sql: str) -> None:
@@ -66,12 +71,7 @@ def _exec(url: str, *sql: str) -> None:
 
 
 def _status(url: str, key: int) -> str | None:
-    side = Side.open(url, autocommit=True)
-    try:
-        rows = side.execute(f"SELECT status FROM {TABLE} WHERE id = {key}")
-        return str(rows[0][0]) if rows else None
-    finally:
-        side.close()
+    return row_status(url, TABLE, key)
 
 
 def _count(url: str, where: str) -> int:
@@ -158,17 +158,7 @@ def test_datamove_rcdc_mariadb_candidate_no_echo_and_survives_rollback(
     pair = _Pair(plan)
     try:
         # The backfill's copy into the candidate is not echoed back to stable either.
-        store = StateStore(f"sqlite:///{tmp_path}/bf.db")
-        s, d = Side.open(stable, autocommit=True), Side.open(candidate)
-        try:
-            done = Backfill(s, d, BackfillOptions(TABLE, chunk_time=0.05, initial_chunk=50),
-                            StoreControl(store, TABLE, "run", "test")).run()
-        finally:
-            s.close()
-            d.close()
-        assert done.state == "done" and done.rows == 300
-        pair.settle()
-        assert pair.rev.status.changes == 0, pair.rev.status
+        _backfill_without_echo(tmp_path, pair, stable, candidate, rows=300)
 
         _no_ping_pong(pair, stable, candidate, 5001, 6001)
 
@@ -252,16 +242,7 @@ def test_datamove_rcdc_sqlite_candidate_no_echo_and_survives_rollback(tmp_path: 
     plan = _plan(tmp_path, stable, candidate)
     pair = _Pair(plan)
     try:
-        s, d = Side.open(stable, autocommit=True), Side.open(candidate)
-        try:
-            done = Backfill(s, d, BackfillOptions(TABLE, chunk_time=0.05, initial_chunk=50),
-                            StoreControl(StateStore(f"sqlite:///{tmp_path}/bf.db"), TABLE, "run", "test")).run()
-        finally:
-            s.close()
-            d.close()
-        assert done.state == "done" and done.rows == 200
-        pair.settle()
-        assert pair.rev.status.changes == 0, pair.rev.status
+        _backfill_without_echo(tmp_path, pair, stable, candidate, rows=200)
         _no_ping_pong(pair, stable, candidate, 5001, 6001)
         _rollback_safe_passes(plan, pair)
     finally:

@@ -13,29 +13,20 @@ from switchover.data.move_tables import Side
 from switchover.engine.steps.movement import forward_stream, reverse_stream, rollback_participant
 from switchover.engine.store import StateStore
 from switchover.plan import Plan, load_plan
-from tests.integration.datamove.datamove_helpers import PG_ORDERS, assert_identical, fill_pg, wait_for
+from tests.integration.datamove.datamove_helpers import (
+    PG_ORDERS,
+    assert_identical,
+    fill_pg,
+    reverse_cdc_plan,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
 
 def _plan(tmp_path: Path, src: str, dst: str) -> Plan:
     name = "rb" + Path(src).name[-12:].replace("-", "_")
-    path = tmp_path / "plan.yaml"
-    path.write_text(f"""
-name: {name}
-stable: {{url: "http://127.0.0.1:18081"}}
-candidate: {{url: "http://127.0.0.1:18082"}}
-state: "sqlite:///{tmp_path}/state.db"
-data:
-  source: "{src}"
-  target: "{dst}"
-  tables: [{{name: orders, key: [id]}}]
-steps:
-  - cdc: {{tables: [orders], reverse: true}}
-  - backfill: {{tables: [orders]}}
-  - canary: {{weight: 10}}
-""")
-    return load_plan(path)
+    return reverse_cdc_plan(tmp_path, name, src, dst, steps=("backfill: {tables: [orders]}",))
 
 
 def _has(url: str, key: int, status: str | None = None) -> bool:

@@ -19,9 +19,9 @@ from switchover.data.move_tables import Side
 from switchover.data.urls import parse_db_url
 from switchover.engine.steps.movement import RollbackSafeGate, check_recent_keys, reverse_stream
 from switchover.engine.store import StateStore
-from switchover.plan import Plan, load_plan
+from switchover.plan import Plan
 from tests.integration.datamove.conftest import _drop_pg_db, _pg_db
-from tests.integration.datamove.datamove_helpers import fill_pg, wait_for
+from tests.integration.datamove.datamove_helpers import fill_pg, reverse_cdc_plan, row_status, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -37,30 +37,11 @@ def rb_pair(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
 
 
 def _plan(tmp_path: Path, src: str, dst: str) -> Plan:
-    path = tmp_path / "plan.yaml"
-    path.write_text(f"""
-name: rbsafe{int(time.time()) % 100000}
-stable: {{url: "http://127.0.0.1:18081"}}
-candidate: {{url: "http://127.0.0.1:18082"}}
-state: "sqlite:///{tmp_path}/state.db"
-data:
-  source: "{src}"
-  target: "{dst}"
-  tables: [{{name: orders, key: [id]}}]
-steps:
-  - cdc: {{tables: [orders], reverse: true}}
-  - canary: {{weight: 10}}
-""")
-    return load_plan(path)
+    return reverse_cdc_plan(tmp_path, f"rbsafe{int(time.time()) % 100000}", src, dst)
 
 
 def _status(url: str, key: int) -> str | None:
-    side = Side.open(url, autocommit=True)
-    try:
-        rows = side.execute(f"SELECT status FROM orders WHERE id = {key}")
-        return str(rows[0][0]) if rows else None
-    finally:
-        side.close()
+    return row_status(url, "orders", key)
 
 
 def _verdict_after_check(gate: RollbackSafeGate, want: Outcome, timeout: float = 30) -> Verdict:

@@ -17,8 +17,14 @@ from switchover.data.urls import parse_db_url
 from switchover.engine.steps.base import Background, Gate, Signal, StepStatus
 from switchover.engine.steps.movement import BackfillStep, CdcStep, DualWriteStep, FinalizeStep
 from switchover.engine.store import Event, StateStore
-from switchover.plan import Plan, load_plan
-from tests.integration.datamove.datamove_helpers import PG_ORDERS, assert_identical, fill_pg, wait_for
+from switchover.plan import Plan
+from tests.integration.datamove.datamove_helpers import (
+    PG_ORDERS,
+    assert_identical,
+    data_plan,
+    fill_pg,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -62,23 +68,11 @@ class Ctx:
 
 
 def _plan(tmp_path: Path, src: str, dst: str) -> Plan:
-    path = tmp_path / "plan.yaml"
-    path.write_text(f"""
-name: steps{abs(hash(src)) % 10_000}
-stable: {{url: "http://127.0.0.1:18081"}}
-candidate: {{url: "http://127.0.0.1:18082"}}
-state: "sqlite:///{tmp_path}/state.db"
-data:
-  source: "{src}"
-  target: "{dst}"
-  tables: [{{name: orders, key: [id]}}]
-steps:
-  - cdc: {{tables: [orders], max_lag: 500ms, sustained: 200ms, reverse: true}}
-  - backfill: {{tables: [orders], chunk_time: 100ms}}
-  - dual_write: {{enabled: true}}
-  - finalize: {{dual_write: false, keep_cdc: 300ms}}
-""")
-    return load_plan(path)
+    return data_plan(tmp_path, f"steps{abs(hash(src)) % 10_000}", src, dst, (
+        "cdc: {tables: [orders], max_lag: 500ms, sustained: 200ms, reverse: true}",
+        "backfill: {tables: [orders], chunk_time: 100ms}",
+        "dual_write: {enabled: true}",
+        "finalize: {dual_write: false, keep_cdc: 300ms}"))
 
 
 def test_datamove_steps_cdc_backfill_dual_write_finalize(pg_pair: tuple[str, str], tmp_path: Path) -> None:

@@ -161,18 +161,25 @@ def run_without_mirror(plan_path: Any) -> tuple[str, Route53Like]:
         store.close()
 
 
+def replay_run(tmp_path: Any, stable: Any, candidate: Any, ids: range,
+               **shadow: Any) -> tuple[str, Route53Like, list[Any]]:
+    """A run whose shadow step replays requests for ``ids`` (a router that cannot mirror): its
+    outcome, the router, and the journal."""
+    reqs = write_requests(tmp_path, ids)
+    plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url, {"percent": 10, **shadow, "replay": reqs.name},
+                               driver="route53")
+    outcome, router = run_without_mirror(plan_path)
+    return outcome, router, journal(tmp_path)
+
+
 def shadow_copies(svc: Any) -> int:
     return len([s for s in svc.seen if s[2].get("x-switchover-shadow") == "1"])  # not the probes
 
 
 def test_routers_that_cannot_mirror_replay_recorded_requests_once_with_replay_loop_false(services, tmp_path) -> None:
     stable, candidate = services(), services()
-    reqs = write_requests(tmp_path, range(60))
-    plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url,
-                               {"percent": 10, "hold": "3s", "budget": 0.001, "min_compared": 50,
-                                "replay": reqs.name, "replay_loop": False}, driver="route53")
-    outcome, router = run_without_mirror(plan_path)
-    events = journal(tmp_path)
+    outcome, router, events = replay_run(tmp_path, stable, candidate, range(60), hold="3s", budget=0.001,
+                                         min_compared=50, replay_loop=False)
     result = [e.payload for e in events if e.kind == "shadow_result"]
     assert outcome == "promoted", [e.payload for e in events if e.kind == "run_finished"]
     assert result[0]["compared"] == 60 and result[0]["outcome"] == "pass"
@@ -184,12 +191,7 @@ def test_routers_that_cannot_mirror_replay_recorded_requests_once_with_replay_lo
 
 def test_a_short_replay_file_is_replayed_until_the_hold_ends(services, tmp_path) -> None:
     stable, candidate = services(), services()
-    reqs = write_requests(tmp_path, range(3))
-    plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url,
-                               {"percent": 10, "hold": "3s", "budget": 0.001, "min_compared": 20,
-                                "replay": reqs.name}, driver="route53")
-    outcome, _ = run_without_mirror(plan_path)
-    events = journal(tmp_path)
+    outcome, _, events = replay_run(tmp_path, stable, candidate, range(3), hold="3s", budget=0.001, min_compared=20)
     assert outcome == "promoted", [e.payload for e in events if e.kind == "run_finished"]
     [result] = [e.payload for e in events if e.kind == "shadow_result"]
     assert result["outcome"] == "pass" and result["compared"] >= 20 and result["regressed"] == 0
@@ -213,13 +215,8 @@ def test_the_replay_stops_when_the_run_rolls_back(services, tmp_path) -> None:
         return doc
 
     stable, candidate = services(), services(broken)
-    reqs = write_requests(tmp_path, range(3))
     # A hold far longer than the test: the gate, over budget, rolls back first.
-    plan_path, _, _ = plan_for(tmp_path, stable.url, candidate.url,
-                               {"percent": 10, "hold": "10m", "budget": 0.01, "min_compared": 20,
-                                "replay": reqs.name}, driver="route53")
-    outcome, _ = run_without_mirror(plan_path)
-    events = journal(tmp_path)
+    outcome, _, events = replay_run(tmp_path, stable, candidate, range(3), hold="10m", budget=0.01, min_compared=20)
     assert outcome == "rolled_back"
     assert "shadow_result" not in [e.kind for e in events]  # ended by the gates, not by the hold
     [replayed] = [e.payload for e in events if e.kind == "shadow_replay"]
