@@ -5,7 +5,8 @@
 Our own nginx serves the two answers (as ``proxy_mirror.py``); for each sink in turn a child
 process runs the proxy (mirror 20%) and wrk drives it; the child reports its CPU time per user
 request. Sinks: ``none`` (no sink: nothing buffered), ``take`` (both answers buffered and handed
-over, then thrown away), ``parse`` (and both parsed with orjson), ``diff`` (the proxy's cheap diff,
+over as the proxy holds them, ``submit_raw``, then thrown away), ``take-pair`` (the same handed over
+as a decoded ``MirrorPair``, as sinks without ``submit_raw`` get them), ``parse`` (and both parsed with orjson), ``diff`` (the proxy's cheap diff,
 ``QuickDiff.keys``, with the collector paused as ``ProcessSink`` runs it), ``diff-gc`` (the same
 with the collector on), ``sink`` (the sink the proxy gets with ``--plan``: ``worker.ProcessSink``,
 cheap-path pairs diffed a few milliseconds' worth together) and ``sink-each`` (the same sink diffing
@@ -29,10 +30,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SINKS = ("none", "take", "parse", "diff", "diff-gc", "sink", "sink-each")
+SINKS = ("none", "take", "take-pair", "parse", "diff", "diff-gc", "sink", "sink-each")
 
 
-class _Take:
+class _TakePair:
     def submit(self, pair: Any) -> None:
         pass
 
@@ -46,7 +47,12 @@ class _Take:
         pass
 
 
-class _Parse(_Take):
+class _Take(_TakePair):
+    def submit_raw(self, raw: Any) -> None:
+        pass
+
+
+class _Parse(_TakePair):
     def submit(self, pair: Any) -> None:
         import orjson
 
@@ -58,7 +64,7 @@ class _Parse(_Take):
             gc.enable()
 
 
-class _Diff(_Take):
+class _Diff(_TakePair):
     def __init__(self, pause_gc: bool) -> None:
         from switchover.parity.compare import Comparer
         from switchover.parity.quick import QuickDiff
@@ -97,7 +103,7 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
     from switchover.traffic.proxy.routing import Split
     from switchover.traffic.proxy.runner import start
 
-    sinks = {"none": lambda: None, "take": _Take, "parse": _Parse, "diff": lambda: _Diff(True),
+    sinks = {"none": lambda: None, "take": _Take, "take-pair": _TakePair, "parse": _Parse, "diff": lambda: _Diff(True),
              "diff-gc": lambda: _Diff(False), "sink": lambda: _sink(tmp, stable, candidate),
              "sink-each": lambda: _sink(tmp, stable, candidate, hold=False)}
     sink = sinks[sink_name]()

@@ -184,7 +184,7 @@ def serve(
     listen: str | None = typer.Option(None, "--listen", help="HOST:PORT for mirrored copies (default parity.listen)"),
     admin: str | None = typer.Option(None, "--admin", help="HOST:PORT answering only GET /api/v1/parity and "
                                      "/healthz; the listen address then compares every copy "
-                                     "(default: both answered on the listen address)"),
+                                     "(default parity.admin, else both answered on the listen address)"),
     stable: str | None = typer.Option(None, "--stable", help="override stable's base URL"),
     candidate: str | None = typer.Option(None, "--candidate", help="override the candidate's base URL"),
     duration: float | None = typer.Option(None, "--duration", help="stop after this many seconds (default: run until Ctrl-C)"),
@@ -197,10 +197,12 @@ def serve(
     loaded = _plan_or_adhoc(plan, stable, candidate)
     host, port = _address(listen, "--listen") if listen is not None else _address(loaded.parity.listen,
                                                                                    "parity.listen")
-    admin_at = _address(admin, "--admin") if admin is not None else None
+    admin_option = "--admin" if admin is not None else "parity.admin"
+    admin = admin if admin is not None else loaded.parity.admin
+    admin_at = _address(admin, admin_option) if admin is not None else None
     if admin_at is not None and admin_at == (host, port) and port != 0:
-        raise UserError(f"--admin {admin}: that is the listen address too; give it another port, or leave --admin "
-                        "out to answer the report and health on the listen address")
+        raise UserError(f"{admin_option} {admin}: that is the listen address too; give it another port, or leave "
+                        f"{admin_option} out to answer the report and health on the listen address")
     console = Console(stderr=True)
     sink = ParitySink(loaded, fetch_noise=False)
     server = ParityServer(sink, Upstreams.of(loaded.stable.url, loaded.candidate.url, loaded.parity),
@@ -226,7 +228,7 @@ def serve(
         # The admin address first, so that no copy of /healthz reaches the listen address before the
         # server knows those copies are to be compared.
         if admin_at is not None:
-            admin_port = await bind(server.start_admin, admin_at, "--admin")
+            admin_port = await bind(server.start_admin, admin_at, admin_option)
         bound = await bind(server.start, (host, port), "--listen" if listen is not None else "parity.listen")
         started = True
         where = (f"admin={_shown(admin_at[0], admin_port)}" if admin_at is not None

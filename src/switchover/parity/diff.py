@@ -78,6 +78,11 @@ class DiffOptions:
         """The headers the diff reads: those compared, and the body's type and encoding."""
         return frozenset((*self.headers, "content-type", "content-encoding"))
 
+    @cached_property
+    def named_headers_raw(self) -> frozenset[bytes]:
+        """The same, as the proxy holds header names (lower-cased bytes)."""
+        return frozenset(n.encode("latin-1") for n in self.named_headers)
+
     @classmethod
     def from_parity(cls, parity: Parity) -> DiffOptions:
         skip = {h.lower() for h in parity.ignore_headers}
@@ -357,6 +362,17 @@ def _named(headers: Iterable[tuple[str, str]], names: frozenset[str]) -> dict[st
     return found
 
 
+def _named_raw(headers: Iterable[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
+    """``_named`` of headers as the proxy holds them (bytes, names in any case)."""
+    found: dict[str, str] = {}
+    for k, v in headers:
+        lk = k.lower()
+        if lk in names:
+            name, value = lk.decode("latin-1"), v.decode("latin-1")
+            found[name] = found[name] + ", " + value if name in found else value
+    return found
+
+
 def decoded_body(answer: AnswerLike) -> bytes:
     """The body with gzip/deflate content-encoding undone (so compression never counts as a change)."""
     return _decoded(answer.body, header(answer.headers, "content-encoding"))
@@ -435,26 +451,60 @@ class _KeyWalker(_Walker):
         self.keys.add(f"{field_name(loc)}|{kind}")
 
 
+def difference_keys_raw(stable: tuple[int, Iterable[tuple[bytes, bytes]], bytes],
+                        candidate: tuple[int, Iterable[tuple[bytes, bytes]], bytes, str | None],
+                        opts: DiffOptions, max_bytes: int | None = None) -> set[str] | None:
+    """``difference_keys`` of answers as the proxy holds them: (status, headers, body) of stable,
+    and of the candidate with its error; header bytes are decoded only for the headers read."""
+    status, headers, body = stable
+    c_status, c_headers, c_body, c_error = candidate
+    if c_error:
+        return {_ERROR_KEY}
+    if status != c_status:
+        return {_STATUS_KEY}
+    names = opts.named_headers_raw
+    found = _diff_named(_named_raw(headers, names), body, _named_raw(c_headers, names), c_body, opts, _KeyWalker,
+                        max_bytes)
+    if found is None:
+        return None
+    out, walker = found
+    keys = {d.key for d in out}
+    if isinstance(walker, _KeyWalker):
+        keys |= walker.keys
+    return keys
+
+
+_ERROR_KEY = f"error|{DiffKind.ERROR}"  # the keys of _diff_answers' first two differences
+_STATUS_KEY = f"status|{DiffKind.STATUS}"
+
+
 def _diff_answers(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions, walker: type[_Walker],
                   max_bytes: int | None = None) -> tuple[list[Difference], _Walker | None] | None:
     """The differences found before the body's JSON, and the walker that compared the JSON (if any);
     None when ``max_bytes`` is given and a body is above it or compressed."""
     if candidate.error:
         return [Difference("error", DiffKind.ERROR, "error", str(stable.status), candidate.error)], None
-    out: list[Difference] = []
     if stable.status != candidate.status:
         # Bodies of different statuses (an error page against a JSON document) say nothing more.
         return [Difference("status", DiffKind.STATUS, "status", str(stable.status), str(candidate.status))], None
     names = opts.named_headers
-    sh, ch = _named(stable.headers, names), _named(candidate.headers, names)
+    return _diff_named(_named(stable.headers, names), stable.body, _named(candidate.headers, names), candidate.body,
+                       opts, walker, max_bytes)
+
+
+def _diff_named(sh: dict[str, str], stable_body: bytes, ch: dict[str, str], candidate_body: bytes,
+                opts: DiffOptions, walker: type[_Walker],
+                max_bytes: int | None) -> tuple[list[Difference], _Walker | None] | None:
+    """Answers of the same status, from their named headers (``_named``) and bodies."""
+    out: list[Difference] = []
     if max_bytes is not None and ("content-encoding" in sh or "content-encoding" in ch
-                                  or len(stable.body) > max_bytes or len(candidate.body) > max_bytes):
+                                  or len(stable_body) > max_bytes or len(candidate_body) > max_bytes):
         return None
     for name in opts.headers:
         sv, cv = sh.get(name), ch.get(name)
         if sv != cv:
             out.append(Difference(f"header:{name}", DiffKind.HEADER, f"header:{name}", sv or "", cv or ""))
-    sb, cb = _decoded(stable.body, sh.get("content-encoding")), _decoded(candidate.body, ch.get("content-encoding"))
+    sb, cb = _decoded(stable_body, sh.get("content-encoding")), _decoded(candidate_body, ch.get("content-encoding"))
     if sb == cb:
         return out, None
     if rawjson.starts_object(sb) and rawjson.starts_object(cb):

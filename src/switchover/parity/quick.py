@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from switchover.parity.compare import Comparer
-from switchover.parity.diff import AnswerLike, difference_keys
+from switchover.parity.diff import AnswerLike, difference_keys, difference_keys_raw
+from switchover.traffic.proxy.hooks import RawPair
 
 QUICK_MAX_BYTES = 64 * 1024  # per body (the proxy's copy cap): two 50 KB answers that differ in a few members take ~50 us
 _ENDPOINTS_MAX = 4096  # distinct (method, path) remembered
@@ -34,6 +35,28 @@ class Counts:
 
     def __bool__(self) -> bool:
         return self.compared > 0 or bool(self.skipped)
+
+    def merge(self, other: Counts) -> None:
+        """Add counts summed elsewhere."""
+        self.compared += other.compared
+        for ep, (n, first, last) in other.endpoints.items():
+            mine = self.endpoints.get(ep)
+            if mine is None:
+                self.endpoints[ep] = [n, first, last]
+            else:
+                mine[0] += n
+                mine[1], mine[2] = min(mine[1], first), max(mine[2], last)
+        for fk, n in other.fields.items():
+            self.fields[fk] = self.fields.get(fk, 0) + n
+        for sk, n in other.signatures.items():
+            self.signatures[sk] = self.signatures.get(sk, 0) + n
+        for key, (n, first, last) in other.skipped.items():
+            mine = self.skipped.get(key)
+            if mine is None:
+                self.skipped[key] = [n, first, last]
+            else:
+                mine[0] += n
+                mine[1], mine[2] = min(mine[1], first), max(mine[2], last)
 
     def skip(self, endpoint: str, at: float, reason: str) -> None:
         """A pair of ``endpoint`` not compared, and why (``too_large``)."""
@@ -72,6 +95,7 @@ class QuickDiff:
         self.options = comparer.options
         self.max_bytes = max_bytes
         self._endpoints: dict[tuple[str, str], str] = {}
+        self._raw_endpoints: dict[tuple[bytes, bytes], str] = {}
 
     def endpoint(self, method: str, path: str) -> str:
         """``Comparer.endpoint``, remembered: the same paths come again and again."""
@@ -83,6 +107,25 @@ class QuickDiff:
                 self._endpoints.clear()
             self._endpoints[key] = ep
         return ep
+
+    def endpoint_raw(self, method: bytes, target: bytes) -> str:
+        """``endpoint`` of the method and target as the proxy holds them."""
+        key = (method, target)
+        ep = self._raw_endpoints.get(key)
+        if ep is None:
+            ep = self.endpoint(method.decode("latin-1"), target.decode("latin-1"))
+            if len(self._raw_endpoints) >= _ENDPOINTS_MAX:
+                self._raw_endpoints.clear()
+            self._raw_endpoints[key] = ep
+        return ep
+
+    def keys_raw(self, raw: RawPair) -> tuple[str, ...] | None:
+        """``keys`` of a pair as the proxy holds it (``hooks.RawPair``), decoding nothing it need not."""
+        if raw[9] or len(raw[7]) > self.max_bytes or len(raw[12]) > self.max_bytes:
+            return None
+        keys = difference_keys_raw((raw[5], raw[6], raw[7]), (raw[10], raw[11], raw[12], raw[14]), self.options,
+                                   self.max_bytes)
+        return None if keys is None else tuple(sorted(keys))
 
     def may_take(self, stable: AnswerLike, candidate: AnswerLike) -> bool:
         """False for what ``keys`` surely leaves to the full path (read before anything else)."""

@@ -1,52 +1,57 @@
 """The proxy's sink (what ``make_sink`` gives the proxy): most answers diffed on the proxy's loop,
 the rest in another process.
 
-Answers up to the copy cap (``quick.py``: 64 KiB, not compressed, no noise call wanted) are diffed
-where they are, on the proxy's event loop, a few milliseconds' worth at a time, recording only what
-the counts need; the counts are summed and go to the worker every 250 ms. This costs a fraction of handing the pair over (measured in
-docs/performance-parity.md), and the loop spends at most ``QUICK_SHARE`` of its time on it: beyond
-that, pairs are dropped and counted. A differing pair whose sample the store wants, and every pair
-the cheap path cannot settle, goes to the worker as before.
+The proxy hands pairs over as it holds them (``submit_raw``, ``hooks.RawPair``: bytes as parsed,
+nothing decoded, no object built). Answers up to the copy cap (``quick.py``: 64 KiB, not
+compressed, no noise call wanted) are diffed where they are, on the proxy's event loop, a few
+milliseconds' worth at a time, recording only what the counts need (``QuickDiff.keys_raw``: only
+the headers compared are decoded); the counts are summed and go to the worker every 250 ms. The
+loop spends at most ``QUICK_SHARE`` of its time on it: beyond that, pairs go to the worker process,
+as do the pairs of endpoints slow to diff, a differing pair whose sample the store wants, and every
+pair the cheap path cannot settle (``triage.py``, ``ParitySink``: the same cheap path, noise calls,
+full diff, samples, store writes; at the lowest CPU priority).
 
-Why a process and not a thread for those (measured, docs/performance-parity.md): diffing in a thread of the proxy's process takes the GIL
-from the event loop and costs users about half the throughput at mirror 20%; so does a thread
-that only ships pairs to another process (the GIL convoy: the loop waits for the switch interval
-each time it wants the GIL back). So everything on the proxy's side runs on its event loop, in
-small pieces: ``submit`` appends the pair; every 20 ms a callback pickles the batch into one frame
-and writes what the pipe takes without blocking (the rest when the pipe is writable again). A
-worker process diffs (``ParitySink``: noise calls, store writes) at low priority. When it falls
-behind, the pipe fills, the frames wait up to a cap, and further pairs are dropped and counted.
+Why the loop and not only the worker (measured, docs/performance-parity.md): on a machine whose
+cores are busy, the worker's diff takes the same CPU from users' requests as the loop's, and more
+of users' 99th percentile latency (it is preempted and preempts at random); and a thread would take
+the GIL from the loop. Pairs for the worker are pickled one by one as they come (their bytes are
+still in the CPU's caches: ~2 us for two 2 KB answers), framed, and written every 20 ms, as much as
+the pipe takes without blocking (the rest when it is writable again). When the worker falls behind,
+the pipe fills, frames wait up to a cap, and further pairs are dropped and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import gc
 import logging
 import multiprocessing
 import os
 import pickle
-import random
 import struct
 import threading
 import time
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from switchover.parity.compare import Comparer, is_read
+from switchover.parity.compare import Comparer
 from switchover.parity.quick import Counts, QuickDiff
 from switchover.parity.report import build_report, plan_budget
 from switchover.parity.store import MismatchStore, store_path
-from switchover.traffic.proxy.hooks import Answer, MirrorPair
+from switchover.parity.triage import Picker
+from switchover.traffic.proxy.hooks import MirrorPair, RawPair, raw_from_pair
 
 if TYPE_CHECKING:
+    from switchover.parity.triage import Triage
     from switchover.plan import Plan
 
 log = logging.getLogger(__name__)
 
-_SHIP_EVERY = 0.02  # seconds: pairs are pickled and written in batches this often
+_SHIP_EVERY = 0.02  # seconds: frames for the worker are written this often
 _MAX_UNSENT = 16 * 1024 * 1024  # bytes of frames waiting for the pipe before pairs are dropped
+_PIPE_SIZE = 1024 * 1024  # asked of the kernel for the pipe (Linux; the default is 64 KiB)
 _COUNT_EVERY = 0.25  # seconds: counts summed on the loop reach the worker (and the store) this often
 QUICK_SHARE = 0.25  # at most this share of the loop's time goes to the cheap diff (over _WINDOW)
 _WINDOW = 0.1  # seconds
@@ -56,45 +61,33 @@ _HOLD = 0.005  # seconds: pairs for the cheap path wait this long to be diffed t
 _HOLD_MAX = 64  # or until this many wait
 _SLICE = 0.0003  # seconds of diffing at a time, between turns of the loop
 
-
-# Pairs cross the pipe as plain tuples: pickling the frozen dataclasses costs ~7x more (34 us
-# against 5 us for a pair of 2 KB answers), and that time is taken on the proxy's loop.
-# The last element says whether the worker calls stable a second time (noise) for this pair.
-WirePair = tuple[str, str, tuple[tuple[str, str], ...], bytes, tuple[Any, ...], tuple[Any, ...], float, bool]
-
-
-def to_wire(p: MirrorPair, noise: bool = False) -> WirePair:
-    s, c = p.stable, p.candidate
-    return (p.method, p.path, p.headers, p.body, (s.status, s.headers, s.body, s.latency, s.error),
-            (c.status, c.headers, c.body, c.latency, c.error), p.at, noise)
+# Frames on the pipe: 4-byte length, one byte of kind, the pickled message.
+_HEAD = struct.Struct("!IB")
+# A RawPair: for the worker's cheap path or full diff; for the full diff (a sample); for a noise call
+# and the full diff. (dropped, skipped, Counts or None). The end.
+PAIR, SAMPLE, NOISE, COUNTS, STOP = 1, 2, 3, 4, 5
 
 
-def from_wire(w: WirePair) -> MirrorPair:
-    return MirrorPair(w[0], w[1], w[2], w[3], Answer(*w[4]), Answer(*w[5]), w[6])
-
-
-def _frame(message: object) -> bytes:
-    """One message as ``multiprocessing.Connection.recv_bytes`` reads it (4-byte length, then data)."""
+def _frame(kind: int, message: object) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return struct.pack("!i", len(data)) + data
+    return _HEAD.pack(len(data), kind) + data
 
 
 class ProcessSink:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         parity = plan.parity
-        self.limit = parity.queue
         self.budget, self.min_compared = plan_budget(plan)
-        self._pending: list[WirePair] = []
-        self._held: list[MirrorPair] = []  # pairs for the cheap path, diffed together (_hold)
+        self._held: list[RawPair] = []  # pairs for the cheap path, diffed together (_hold)
         self._failed: set[str] = set()  # endpoints whose diff raised here (logged once)
-        self._out = bytearray()  # framed batches the pipe has not taken yet
+        self._out = bytearray()  # frames the pipe has not taken yet
         self.submitted = 0
         self.dropped = 0
         self.quick = 0  # pairs diffed on the loop
         self.quick_seconds = 0.0  # and the time it took
         self.to_worker = 0
         self.skipped = 0  # answers above the copy cap, never buffered
+        self._skipped: list[tuple[str, str, float, str]] = []  # and not yet sent
         self._unsent_dropped = 0
         self._counts = Counts()
         self._counts_due = 0.0
@@ -103,11 +96,7 @@ class ProcessSink:
         self._closed = False
         self._lock = threading.Lock()  # only for close() racing a late submit from another thread
         self._quick = QuickDiff(Comparer(parity))
-        self._noise_always = bool(parity.stable_secondary)
-        self._learn_noise = parity.learn_noise
-        self._samples = parity.samples
-        self._sampled: dict[str, int] = {}  # differing pairs sent to the worker for samples, per endpoint
-        self._sampled_now: set[str] = set()  # endpoints that sent one since the counts last left
+        self._pick = Picker(parity)
         self._window = float("-inf")  # when the current window of the loop's time began
         self._spent = 0.0  # and what the cheap diff spent of it
         self._cost: dict[str, float] = {}  # per endpoint: moving average of the seconds a pair took
@@ -120,44 +109,54 @@ class ProcessSink:
         self._process.start()
         receiver.close()
         self._fd = self._conn.fileno()
+        with contextlib.suppress(OSError, AttributeError):  # not Linux, or above pipe-max-size: the default
+            fcntl.fcntl(self._fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
         os.set_blocking(self._fd, False)
         self.store = MismatchStore(store_path(plan), plan.parity.samples)
 
     # ------------------------------------------------------------ on the proxy's loop
 
-    def submit(self, pair: MirrorPair) -> None:
-        """Diffed here when small (within the loop's share), else an append to the worker's batch, or
-        a counted drop when the worker is too far behind. Never blocks."""
+    def submit_raw(self, raw: RawPair) -> None:
+        """Diffed here when small (within the loop's share), else framed for the worker, or a counted
+        drop when the worker is too far behind. Never blocks."""
         self.submitted += 1
         if self._closed:
             self._drop()
             return
-        noise = self._wants_noise(pair.method)
-        if not noise and self._quick.may_take(pair.stable, pair.candidate):
-            self._hold(pair)
-            return
-        self._to_worker(pair, noise)
+        if self._pick.wants_noise(raw[0]):
+            self._to_worker(raw, NOISE)
+        elif not raw[9] and len(raw[7]) <= self._quick.max_bytes and len(raw[12]) <= self._quick.max_bytes:
+            self._hold(raw)
+        else:
+            self._to_worker(raw, PAIR)
 
-    def _to_worker(self, pair: MirrorPair, noise: bool) -> None:
-        if len(self._pending) >= self.limit or len(self._out) > _MAX_UNSENT:
+    def submit(self, pair: MirrorPair) -> None:
+        """The same for a caller that holds a ``MirrorPair``."""
+        self.submit_raw(raw_from_pair(pair))
+
+    def _to_worker(self, raw: RawPair, kind: int) -> None:
+        if len(self._out) > _MAX_UNSENT:
             self._drop()
             return
         self.to_worker += 1
-        self._pending.append(to_wire(pair, noise))
+        # Pickled now, while its bytes are still in the CPU's caches; written with the next ship.
+        data = pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL)
+        self._out += _HEAD.pack(len(data), kind)
+        self._out += data
         self._schedule(_SHIP_EVERY)
 
     def skip(self, method: str, path: str, at: float, reason: str) -> None:
         """A pair the proxy did not buffer (an answer above the copy cap): counted, never compared."""
         self.skipped += 1
-        self._counts.skip(self._quick.endpoint(method, path), at, reason)
+        self._skipped.append((method, path, at, reason))
         self._schedule(_COUNT_EVERY)
 
-    def _hold(self, pair: MirrorPair) -> None:
+    def _hold(self, raw: RawPair) -> None:
         """Pairs for the cheap path wait a few milliseconds and are diffed together: one after the
         other, the diff's code and data stay in the CPU's caches (measured: ~35% less time per pair
         than each diffed as it comes, between users' requests), and the collector is paused once."""
         held = self._held
-        held.append(pair)
+        held.append(raw)
         if len(held) >= _HOLD_MAX:
             self._diff_held()
         elif len(held) == 1:
@@ -178,15 +177,15 @@ class ProcessSink:
         until = time.perf_counter() + _SLICE
         done = 0
         try:
-            for pair in held:
+            for raw in held:
                 done += 1
                 try:
-                    here = self._diff_here(pair)
+                    kind = self._diff_here(raw)
                 except Exception:  # an odd answer (nested beyond the parsers' depth...) never reaches users
-                    self._diff_failed(pair)
-                    here = False
-                if not here:
-                    self._to_worker(pair, False)
+                    self._diff_failed(raw)
+                    kind = PAIR
+                if kind:
+                    self._to_worker(raw, kind)
                 if time.perf_counter() >= until:
                     break  # users' requests wait no longer than a slice: the rest in the next turn
         finally:
@@ -199,15 +198,15 @@ class ProcessSink:
             except RuntimeError:
                 self._diff_held()
 
-    def _diff_failed(self, pair: MirrorPair) -> None:
+    def _diff_failed(self, raw: RawPair) -> None:
         """The worker takes the pair (its full diff says what it makes of it); said once per endpoint."""
-        endpoint = self._quick.endpoint(pair.method, pair.path)
+        endpoint = self._quick.endpoint_raw(raw[0], raw[1])
         if endpoint not in self._failed:
             self._failed.add(endpoint)
             log.exception("parity: the proxy's diff failed for %s; such pairs go to the worker", endpoint)
 
-    def _diff_here(self, pair: MirrorPair) -> bool:
-        """The cheap path (quick.py); False when the worker must take the pair."""
+    def _diff_here(self, raw: RawPair) -> int:
+        """The cheap path (quick.py): 0 when settled here, else the kind of frame the worker gets."""
         start = time.perf_counter()
         if start - self._window >= _WINDOW:
             self._window, self._spent = start, 0.0
@@ -216,12 +215,11 @@ class ProcessSink:
                 self._cost.clear()
                 self._slow_until = start + _SLOW_FORGIVEN
         elif self._spent >= QUICK_SHARE * _WINDOW:
-            self._drop()  # the loop has given parity its share: users first
-            return True
-        endpoint = self._quick.endpoint(pair.method, pair.path)
+            return PAIR  # the loop has given parity its share: users first, the worker diffs it
+        endpoint = self._quick.endpoint_raw(raw[0], raw[1])
         if endpoint in self._slow:
-            return False
-        keys = self._quick.keys(pair.stable, pair.candidate)
+            return PAIR
+        keys = self._quick.keys_raw(raw)
         spent = time.perf_counter() - start
         self._spent += spent
         self.quick_seconds += spent
@@ -233,32 +231,14 @@ class ProcessSink:
         if cost > _SLOW_PAIR:
             self._slow.add(endpoint)
         if keys is None:
-            return False
-        if keys and self._wants_sample(endpoint):
-            return False  # the worker diffs it in full and keeps it as a sample
-        self._counts.add(endpoint, pair.at, keys)
+            return PAIR
+        if keys and self._pick.wants_sample(endpoint):
+            return SAMPLE  # the worker diffs it in full and keeps it as a sample
+        self._counts.add(endpoint, raw[4], keys)
         self.quick += 1
         if self._ship_at is None:  # a ship planned already comes within _COUNT_EVERY
             self._schedule(_COUNT_EVERY)
-        return True
-
-    def _wants_noise(self, method: str) -> bool:
-        """Whether the worker calls stable a second time for this pair (as ``ParitySink.submit`` decides)."""
-        if not (self._noise_always or self._learn_noise) or not is_read(method):
-            return False  # never send a write to stable twice
-        return self._noise_always or random.random() < self._learn_noise
-
-    def _wants_sample(self, endpoint: str) -> bool:
-        """The store keeps the last N differing answers per endpoint: all until it has N, then one
-        per ``_COUNT_EVERY`` keeps them fresh (as ``ParitySink`` picks them)."""
-        if not self._samples:
-            return False
-        sent = self._sampled.get(endpoint, 0)
-        if sent >= self._samples and endpoint in self._sampled_now:
-            return False
-        self._sampled[endpoint] = sent + 1
-        self._sampled_now.add(endpoint)
-        return True
+        return 0
 
     def _drop(self) -> None:
         self.dropped += 1
@@ -269,8 +249,8 @@ class ProcessSink:
         """Ship within ``delay`` seconds (an earlier ship already planned will do)."""
         try:
             loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop (a caller outside the proxy): ship now
-            self._ship()
+        except RuntimeError:  # no loop (a caller outside the proxy): ship now, counts too
+            self._ship(everything=True)
             return
         due = loop.time() + delay
         if self._ship_at is not None and self._ship_at <= due:
@@ -283,19 +263,20 @@ class ProcessSink:
             self._ship_at = None
             self._ship()
 
-    def _ship(self) -> None:
-        batch, self._pending = self._pending, []
+    def _ship(self, everything: bool = False) -> None:
         counts: Counts | None = None
         now = time.monotonic()
-        if self._counts and (now >= self._counts_due or not batch):
+        if self._counts and (everything or now >= self._counts_due):
             counts, self._counts = self._counts, Counts()
             self._counts_due = now + _COUNT_EVERY
-            self._sampled_now.clear()
-        elif self._counts:  # pairs left now; the counts follow with a later frame
+            self._pick.new_window()
+        elif self._counts:  # the counts follow with a later ship
             self._schedule(_COUNT_EVERY)
+        skipped, self._skipped = self._skipped, []
         dropped, self._unsent_dropped = self._unsent_dropped, 0
-        if batch or dropped or counts:
-            self._out += _frame((dropped, batch, counts))
+        if dropped or skipped or counts:
+            self._out += _frame(COUNTS, (dropped, skipped, counts))
+        if self._out and self._writer_loop is None:  # else the pipe is full: written when it drains
             self._write()
 
     def _write(self) -> None:
@@ -327,7 +308,7 @@ class ProcessSink:
         extra = {"sink": {"submitted": self.submitted, "dropped": self.dropped, "diffed_in_proxy": self.quick,
                           "diff_seconds_in_proxy": round(self.quick_seconds, 6),
                           "to_worker": self.to_worker,
-                          "skipped_too_large": self.skipped, "pending": len(self._pending),
+                          "skipped_too_large": self.skipped,
                           "unsent_bytes": len(self._out), "worker_alive": self._process.is_alive(),
                           "diff": "proxy loop (answers up to 64 KiB) + process"}}
         return build_report(self.store, self.plan.parity, self.budget, self.min_compared, extra=extra).to_json()
@@ -342,9 +323,11 @@ class ProcessSink:
             self._closed = True
         while self._held:  # slices: with a loop still running, the rest would wait for its next turn
             self._diff_held()
-        batch, self._pending = self._pending, []
+        while self._held:  # slices: with a loop still running, the rest would wait for its next turn
+            self._diff_held()
         counts, self._counts = self._counts, Counts()
-        self._out += _frame((self._unsent_dropped, batch, counts or None)) + _frame(None)
+        self._out += _frame(COUNTS, (self._unsent_dropped, self._skipped, counts or None)) + _frame(STOP, None)
+        self._skipped = []
         os.set_blocking(self._fd, True)
         with contextlib.suppress(OSError):
             while self._out:
@@ -358,38 +341,69 @@ class ProcessSink:
 
 
 def _work(plan: Plan, conn: Connection) -> None:
-    """The worker process: receive batches, diff them with a ParitySink, until told to stop."""
+    """The worker process: read frames, diff the pairs, until told to stop (or the proxy is gone)."""
     import signal
 
     from switchover.parity.sink import ParitySink
+    from switchover.parity.triage import Triage
 
     # Ctrl-C or a SIGTERM to the proxy's process group reaches this process too: the proxy decides
     # when parity stops (it drains, then sends the last pairs and a stop); EOF ends it if the proxy dies.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # Users first: on a busy machine the proxy gets the CPU, and parity falls behind and drops
-    # (counted) rather than slowing the proxy down.
+    # Users first: where the proxy and parity want the same core, the proxy gets it, and parity falls
+    # behind and drops (counted) rather than slowing users' requests.
     with contextlib.suppress(OSError):
         os.nice(19)
     sink = ParitySink(plan)
+    triage = Triage(sink)
+    fd = conn.fileno()
+    buffer = bytearray()
     try:
+        wait = triage.flush()
         while True:
-            try:
-                message = pickle.loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                break
-            if message is None:
-                break
-            dropped, batch, counts = message
-            if counts:
-                sink.store.record_counts(counts, {"dropped": dropped})
-            elif dropped:
-                sink.store.record([], {"dropped": dropped})
-            for wire in batch:
-                pair = from_wire(wire)
-                if wire[7] and sink.fetches_noise:
-                    sink.submit_noise(pair)  # the second stable is called first, from the sink's pool
-                else:
-                    sink.submit_exchange(pair, None, block=True)  # the pipe, not this queue, drops
+            if conn.poll(wait):
+                chunk = os.read(fd, _PIPE_SIZE)
+                if not chunk:
+                    break  # the proxy is gone
+                buffer += chunk
+                # Unpickling and diffing make containers, all freed (no cycles) once a pair is done:
+                # collections in the middle of a chunk would only walk them.
+                gc.disable()
+                try:
+                    if _take_frames(buffer, triage):
+                        break
+                finally:
+                    gc.enable()
+            wait = triage.flush()
     finally:
+        triage.flush(force=True)
         sink.close()
+
+
+def _take_frames(buffer: bytearray, triage: Triage) -> bool:
+    """Hand the whole frames at the start of ``buffer`` to ``triage`` and remove them; True at STOP."""
+    at, end = 0, len(buffer)
+    view = memoryview(buffer)
+    try:
+        while end - at >= _HEAD.size:
+            size, kind = _HEAD.unpack_from(view, at)
+            if end - at - _HEAD.size < size:
+                break
+            start = at + _HEAD.size
+            at = start + size
+            if kind == STOP:
+                return True
+            message = pickle.loads(view[start:at])
+            if kind == PAIR:
+                triage.pair(message)
+            elif kind == SAMPLE:
+                triage.full_diff(message)
+            elif kind == NOISE:
+                triage.noise(message)
+            else:
+                triage.counted(*message)
+    finally:
+        view.release()
+        del buffer[:at]
+    return False

@@ -29,6 +29,8 @@ class Parity(Strict):
     redact_fields: list[str] = Field([], description="body fields and headers masked in stored samples")
     store: str | None = Field(None, description="mismatch store (SQLite file); default .switchover/<name>-parity.db")
     listen: HostPort = Field("127.0.0.1:9903", description="where `parity serve` takes mirrored copies")
+    admin: HostPort | None = Field(None, description="where `parity serve` answers GET /api/v1/parity and /healthz "
+                                   "(default: on the listen address, whose copies of those paths are then not compared)")
     queue: int = Field(10000, ge=1, description="pairs waiting for a diff; beyond it copies are dropped and counted")
     concurrency: int = Field(16, ge=1, description="upstream calls in flight for `parity serve`")
 

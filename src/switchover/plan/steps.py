@@ -68,11 +68,15 @@ class Shadow(Strict):
     replay: str | None = Field(None, description="recorded requests, for routers that cannot mirror")
     replay_loop: bool = Field(True, description="replay the file again and again until the hold ends; "
                                                 "false: once (e.g. a file of writes with parity.mirror_writes)")
+    replay_rate: float | None = Field(None, gt=0, description="requests per second at most sent to each of stable "
+                                                              "and the candidate by the replay (default: as fast as "
+                                                              "they answer, 8 in flight)")
 
     @model_validator(mode="after")
     def _loop_needs_a_file(self) -> Shadow:
-        if "replay_loop" in self.model_fields_set and self.replay is None:
-            raise ValueError("replay_loop applies to a replay: file only; give replay: FILE or remove replay_loop")
+        for key in ("replay_loop", "replay_rate"):
+            if key in self.model_fields_set and self.replay is None:
+                raise ValueError(f"{key} applies to a replay: file only; give replay: FILE or remove {key}")
         return self
 
 

@@ -104,3 +104,24 @@ def test_a_bad_or_busy_admin_address_exits_2_naming_the_option(services, tmp_pat
     assert busy.returncode == 2
     assert f"--admin: cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr
     assert "Traceback" not in busy.stderr and "parity serve listening" not in busy.stdout
+
+
+def test_the_plan_can_name_the_admin_address(services, processes, tmp_path) -> None:
+    stable, candidate = services(), services()
+    admin_port = free_port()
+    plan = write_plan(tmp_path, stable.url, candidate.url, {**IGNORE, "admin": f"127.0.0.1:{admin_port}"})
+    listen = start_serve(processes, plan, tmp_path)  # no --admin: parity.admin is used
+    admin = f"http://127.0.0.1:{admin_port}"
+    with httpx.Client(base_url=listen) as client:
+        assert client.get("/healthz").status_code == 202  # a copy like any other, compared
+    with httpx.Client(base_url=admin) as monitor:
+        assert monitor.get("/healthz").json() == {"ok": True}
+        wait_for(lambda: monitor.get("/api/v1/parity").json()["compared"] == 1, what="the copy to be diffed")
+    assert f"admin=127.0.0.1:{admin_port}" in ready_line(tmp_path)
+
+    same = write_plan(tmp_path, stable.url, candidate.url, {"admin": listen.removeprefix("http://")})
+    clash = cli("parity", "serve", "--plan", str(same), "--listen", listen.removeprefix("http://"))
+    assert clash.returncode == 2 and "parity.admin" in clash.stderr and "listen address" in clash.stderr
+    bad = write_plan(tmp_path, stable.url, candidate.url, {"admin": "localhost"})
+    wrong = cli("parity", "serve", "--plan", str(bad))
+    assert wrong.returncode == 2 and "plan.yaml" in wrong.stderr and "admin" in wrong.stderr

@@ -244,3 +244,16 @@ def test_an_empty_or_missing_replay_file_fails_the_step_naming_the_file(services
         [done] = [e.payload for e in events if e.kind == "step_done" and e.payload["kind"] == "shadow"]
         assert done["status"] == "failed" and str(tmp_path / name) in done["reason"] and says in done["reason"]
     assert shadow_copies(candidate) == 0
+
+
+def test_the_replay_keeps_to_its_rate(services, tmp_path) -> None:
+    stable, candidate = services(), services()
+    outcome, _, events = replay_run(tmp_path, stable, candidate, range(3), hold="2s", budget=0.001, min_compared=5,
+                                    replay_rate=8)
+    assert outcome == "promoted", [e.payload for e in events if e.kind == "run_finished"]
+    [started] = [e for e in events if e.kind == "shadow_started"]
+    [replayed] = [e for e in events if e.kind == "shadow_replay"]
+    assert started.payload["replay_rate"] == 8 and replayed.payload["rate"] == 8
+    # Start times are spaced 1/8 s apart over every pass (three requests looped without a rate make
+    # hundreds of comparisons in two seconds): never more than the rate allows in the time it ran.
+    assert 5 <= replayed.payload["sent"] <= 8 * (replayed.at - started.at) + 1

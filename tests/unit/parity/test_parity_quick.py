@@ -23,7 +23,7 @@ from switchover.parity.quick import QUICK_MAX_BYTES, Counts, QuickDiff
 from switchover.parity.store import MismatchStore
 from switchover.plan import plan_from_dict
 from switchover.plan.parity import Parity
-from switchover.traffic.proxy.hooks import Answer, MirrorPair
+from switchover.traffic.proxy.hooks import Answer, MirrorPair, pair_from_raw, raw_from_pair
 from tests.unit.parity import reference_diff
 from tests.unit.parity.documents import get_at, leaf_paths, same_json, set_at
 
@@ -133,11 +133,35 @@ def test_the_cheap_path_finds_what_the_full_diff_finds(doc: Any, other: Any, o: 
     request = Request("GET", f"/orders/{rnd.randrange(1000)}?x=1", ())
     full = comparer.compare(request, stable, candidate, None, 0.0)
     keys = quick.keys(stable, candidate)
+    # As the proxy holds the pair: header names in the case they came in, nothing decoded.
+    raw = raw_from_pair(MirrorPair(request.method, request.path, (), b"", _cased(stable, rnd),
+                                   _cased(candidate, rnd), 0.0))
+    raw_keys = quick.keys_raw(raw)
     if full.skipped:
-        assert keys is None  # the worker counts what was not compared
+        assert keys is None and raw_keys is None  # the worker counts what was not compared
         return
     assert keys == tuple(sorted({d.key for d in full.differences})), (stable_body, cand_body)
+    assert raw_keys == keys
     assert quick.endpoint(request.method, request.path) == full.endpoint
+    assert quick.endpoint_raw(raw[0], raw[1]) == full.endpoint
+
+
+def _cased(answer: Answer, rnd: random.Random) -> Answer:
+    """The answer with its header names in the case a server may send them."""
+    headers = tuple((rnd.choice([k, k.upper(), k.title()]), v) for k, v in answer.headers)
+    return Answer(answer.status, headers, answer.body, answer.latency, answer.error)
+
+
+def test_a_pair_as_the_proxy_holds_it_becomes_the_same_pair_again() -> None:
+    pair = MirrorPair("GET", "/orders/7?x=é", (("authorization", "Bearer s3cret"), ("x-tag", "café")), b"{}",
+                      Answer(200, (("content-type", "application/json"),), b'{"a": 1}', 0.01),
+                      Answer(502, (), b"", 0.2, "reset"), 12.5)
+    assert pair_from_raw(raw_from_pair(pair)) == pair
+    raw = (b"GET", b"/a", [(b"Host", b""), (b"X-Tag", b"v")], b"", 1.0,
+           200, [(b"Content-Type", b"text/plain")], b"x", 0.1, None, 200, [], b"x", 0.1, None)
+    held = pair_from_raw(raw)  # type: ignore[arg-type]
+    # Names lower-cased; the proxy's placeholder for a missing Host (no value) is not the user's header.
+    assert held.headers == (("x-tag", "v"),) and held.stable.headers == (("content-type", "text/plain"),)
 
 
 @settings(max_examples=300, deadline=None)
@@ -293,14 +317,16 @@ def test_the_proxys_sink_counts_on_the_loop_and_keeps_samples_from_the_worker(tm
         assert tally.endpoints[0].skipped == 1
 
 
-def test_beyond_its_share_of_the_loop_pairs_are_dropped_and_counted(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_beyond_its_share_of_the_loop_pairs_go_to_the_worker_and_are_all_compared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker, "QUICK_SHARE", 0.0)
     monkeypatch.setattr(worker, "_WINDOW", 1e9)  # one window: the first pair spends the whole share
-    sink = _run_sink(tmp_path, 20, samples=0)
-    assert (sink.quick, sink.dropped) == (1, 19)
+    sink = _run_sink(tmp_path, 20, samples=0, ignore=["$.at"])
+    assert (sink.quick, sink.to_worker, sink.dropped) == (1, 19, 0)
     with _written(tmp_path) as store:
-        assert store.counters()["dropped"] == 19 and store.tally().endpoints[0].compared == 1
+        assert store.counters().get("dropped", 0) == 0
+        tally = store.tally()
+        assert tally.endpoints[0].compared == 20 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 10)]
 
 
 def test_endpoints_slow_to_diff_go_to_the_worker_with_the_same_counts(tmp_path: Path,
@@ -345,11 +371,11 @@ def test_pairs_held_for_a_batch_are_all_diffed_one_slice_at_a_time(tmp_path: Pat
 
 def test_a_diff_that_raises_on_the_loop_never_reaches_the_proxy_and_the_worker_takes_the_pair(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    def broken(stable: Any, candidate: Any) -> Any:
+    def broken(raw: Any) -> Any:
         raise ValueError("an answer this path cannot read")
 
     def break_keys(sink: worker.ProcessSink) -> None:
-        sink._quick.keys = broken  # type: ignore[method-assign]
+        sink._quick.keys_raw = broken  # type: ignore[method-assign]
 
     sink = _run_sink(tmp_path, 10, break_keys, samples=0, ignore=["$.at"])  # submit must not raise
     assert (sink.quick, sink.to_worker, sink.dropped) == (0, 10, 0)

@@ -1,4 +1,4 @@
-"""The shadow step's ``replay_loop`` in the plan: on by default with a replay file, an error without one."""
+"""The shadow step's ``replay_loop`` and ``replay_rate`` in the plan: for a replay file, an error without one."""
 
 from __future__ import annotations
 
@@ -25,10 +25,19 @@ def test_a_replay_file_is_looped_unless_the_plan_says_once(tmp_path: Path) -> No
     assert (first.replay_loop, second.replay_loop) == (True, False)
 
 
-def test_replay_loop_without_a_replay_file_names_the_line_and_says_what_to_do(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["replay_loop: false", "replay_rate: 50"])
+def test_replay_options_without_a_replay_file_name_the_line_and_say_what_to_do(tmp_path: Path, key: str) -> None:
     plan = tmp_path / "plan.yaml"
-    plan.write_text(HEAD + "  - canary: {weight: 10}\n  - shadow: {percent: 10, replay_loop: false}\n")
+    plan.write_text(HEAD + f"  - canary: {{weight: 10}}\n  - shadow: {{percent: 10, {key}}}\n")
     with pytest.raises(UserError) as err:
         load_plan(plan)
     assert f"{plan}:6: steps[1].shadow" in str(err.value)
-    assert "replay_loop applies to a replay: file only" in str(err.value)
+    assert f"{key.split(':')[0]} applies to a replay: file only" in str(err.value)
+
+
+def test_a_replay_rate_must_be_positive(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(HEAD + "  - shadow: {percent: 10, replay: a.jsonl, replay_rate: 0}\n")
+    with pytest.raises(UserError) as err:
+        load_plan(plan)
+    assert f"{plan}:5: steps[0].shadow.replay_rate" in str(err.value) and "greater than 0" in str(err.value)

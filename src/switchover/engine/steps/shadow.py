@@ -69,11 +69,12 @@ class ReplaySource:
 
     name = "shadow-replay"
 
-    def __init__(self, plan: Plan, path: Path, store: MismatchStore, *, loop: bool = True) -> None:
+    def __init__(self, plan: Plan, path: Path, store: MismatchStore, *, loop: bool = True,
+                 rate: float | None = None) -> None:
         from switchover.parity.compare import is_read
         from switchover.parity.recorded import load_requests
 
-        self.plan, self.path, self.store, self.loop = plan, path, store, loop
+        self.plan, self.path, self.store, self.loop, self.rate = plan, path, store, loop, rate
         self.requests = load_requests(path)  # UserError naming the file when missing or malformed
         if not self.requests:
             raise UserError(f"{path}: no requests in the file (the shadow step's replay:); record some first")
@@ -135,6 +136,7 @@ class ReplaySource:
                 finally:
                     sem.release()
 
+            began, started = time.monotonic(), 0
             while not self._stop.is_set():
                 unanswered = self.stable_unanswered
                 tasks: list[asyncio.Task[None]] = []
@@ -142,6 +144,12 @@ class ReplaySource:
                     for request in self.todo:
                         if self._stop.is_set():
                             break
+                        if self.rate:
+                            # Start times spaced evenly over every pass: the n-th no earlier than n / rate.
+                            delay = began + started / self.rate - time.monotonic()
+                            if delay > 0:
+                                await asyncio.sleep(delay)
+                        started += 1
                         await sem.acquire()
                         tasks.append(asyncio.create_task(one(request)))
                     await asyncio.gather(*tasks)
@@ -172,7 +180,7 @@ class ReplaySource:
 
     def status(self) -> dict[str, Any]:
         return {"file": str(self.path), "requests": len(self.requests), "replayed": len(self.todo),
-                "loop": self.loop, "passes": self.passes, "sent": self.sent,
+                "loop": self.loop, "rate": self.rate, "passes": self.passes, "sent": self.sent,
                 "stable_unanswered": self.stable_unanswered, "error": self.error,
                 "running": self._thread.is_alive()}
 
@@ -217,7 +225,8 @@ class ShadowStep:
                                            "min_compared": spec.min_compared, "hold": spec.hold,
                                            "store": str(store.path),
                                            "source": "mirror" if mirrors else f"replay {spec.replay}",
-                                           **({} if mirrors else {"replay_loop": spec.replay_loop})})
+                                           **({} if mirrors else {"replay_loop": spec.replay_loop,
+                                                                  "replay_rate": spec.replay_rate})})
         else:
             mark, began = int(started.payload["mark"]), started.at
         gate = ShadowGate(ctx, store, mark, spec)
@@ -232,10 +241,11 @@ class ShadowStep:
                 assert spec.replay is not None
                 path = Path(spec.replay)
                 source = ReplaySource(plan, path if path.is_absolute() else plan.base_dir() / path, store,
-                                      loop=spec.replay_loop)
+                                      loop=spec.replay_loop, rate=spec.replay_rate)
                 source.start()
                 again = " again and again until the hold ends" if spec.replay_loop else " once"
-                ctx.say(f"shadow: replaying {len(source.todo)} recorded requests{again} (router cannot mirror)")
+                pace = f", {spec.replay_rate:g}/s at most" if spec.replay_rate else ""
+                ctx.say(f"shadow: replaying {len(source.todo)} recorded requests{again}{pace} (router cannot mirror)")
             signal = ctx.wait(max(0.0, began + spec.hold - ctx.now()))
         except UserError as exc:
             return StepResult(StepStatus.FAILED, f"shadow: {exc}")

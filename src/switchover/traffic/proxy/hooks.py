@@ -3,12 +3,23 @@
 When a request was mirrored and both answers are complete (bodies within the copy cap), the proxy
 calls ``MirrorSink.submit(pair)`` from its event loop. A sink must return at once (queue the work,
 diff off the loop, drop and count when full): the user's request is never delayed by parity.
+
+A sink that also has ``submit_raw(raw)`` is given the pair as the proxy holds it (``RawPair``: bytes
+as parsed, nothing decoded, no object built), which costs the proxy's loop a fraction of a
+``MirrorPair``; ``pair_from_raw`` makes the ``MirrorPair`` wherever the sink diffs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+RawHeaders = list[tuple[bytes, bytes]]
+# method, target, request headers, request body, arrival (epoch seconds),
+# stable's status, headers, body, latency, error kind; then the candidate's.
+RawPair = tuple[bytes, bytes, RawHeaders, bytes, float,
+                int, RawHeaders, bytes, float, str | None,
+                int, RawHeaders, bytes, float, str | None]
 
 
 @dataclass(frozen=True)
@@ -43,3 +54,44 @@ class MirrorSink(Protocol):
         """JSON for the admin API's GET /api/v1/parity."""
 
     def close(self) -> None: ...
+
+
+def pair_from_raw(r: RawPair) -> MirrorPair:
+    """The ``MirrorPair`` of what the proxy held: names lower-cased, bytes read as Latin-1 (HTTP's
+    own), request headers without value left out (the proxy's placeholder for a missing Host)."""
+    return MirrorPair(r[0].decode("latin-1"), r[1].decode("latin-1"), decode_headers([h for h in r[2] if h[1]]), r[3],
+                      Answer(r[5], decode_headers(r[6]), r[7], r[8], r[9]),
+                      Answer(r[10], decode_headers(r[11]), r[12], r[13], r[14]), r[4])
+
+
+def raw_from_pair(p: MirrorPair) -> RawPair:
+    """The inverse of ``pair_from_raw`` (for callers that hold a ``MirrorPair``)."""
+    s, c = p.stable, p.candidate
+    return (p.method.encode("latin-1"), p.path.encode("latin-1"), _encode(p.headers), p.body, p.at,
+            s.status, _encode(s.headers), s.body, s.latency, s.error,
+            c.status, _encode(c.headers), c.body, c.latency, c.error)
+
+
+def _encode(headers: tuple[tuple[str, str], ...]) -> RawHeaders:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+def decode_headers(headers: RawHeaders) -> tuple[tuple[str, str], ...]:
+    """Names lower-cased, both decoded. Most headers come again and again (Server, Content-Type,
+    the same Date for a second): decoded once, remembered (~0.5 us less per answer of 8 headers)."""
+    seen = _DECODED.get
+    return tuple([seen(h) or _decode(h) for h in headers])
+
+
+_DECODED: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+_DECODED_MAX = 4096  # distinct headers remembered
+_NOT_REMEMBERED = frozenset(("authorization", "cookie", "set-cookie", "proxy-authorization"))
+
+
+def _decode(header: tuple[bytes, bytes]) -> tuple[str, str]:
+    decoded = (header[0].decode("latin-1").lower(), header[1].decode("latin-1"))
+    if decoded[0] not in _NOT_REMEMBERED:  # credentials are not kept beyond their request
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[header] = decoded
+    return decoded

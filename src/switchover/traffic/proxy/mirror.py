@@ -9,9 +9,10 @@ cap) and handed over as a ``MirrorPair``; without one, nothing is buffered.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from switchover.traffic.proxy.hooks import Answer, MirrorPair, MirrorSink
+from switchover.traffic.proxy.hooks import MirrorSink, RawHeaders, RawPair, pair_from_raw
 from switchover.traffic.proxy.upstream import Pool, UpstreamConn
 
 if TYPE_CHECKING:
@@ -20,51 +21,51 @@ if TYPE_CHECKING:
 
 
 class PairSlot:
-    """Collects both answers of one mirrored request for the parity sink."""
+    """Collects both answers of one mirrored request for the parity sink, as parsed: nothing is
+    decoded or built here (``hooks.RawPair``), the sink does that where it diffs."""
 
-    __slots__ = ("at", "body", "cancelled", "candidate", "cap", "headers", "method", "mirror", "path", "stable",
-                 "stable_chunks", "stable_headers", "stable_size", "stable_status")
+    __slots__ = ("at", "body", "cancelled", "candidate", "headers", "method", "mirror", "stable", "stable_chunks",
+                 "stable_headers", "stable_size", "url")
 
     def __init__(self, mirror: Mirror, exchange: Exchange) -> None:
         self.mirror = mirror
-        self.cap = mirror.cap
-        self.method = exchange.method.decode("latin-1")
-        self.path = exchange.url.decode("latin-1")
-        self.headers = _headers([h for h in exchange.headers if h[1]])
+        self.method = exchange.method
+        self.url = exchange.url
+        self.headers = exchange.headers  # the request's own list, never changed once parsed
         self.at = time.time()
         self.body = b""
-        self.stable: Answer | None = None
-        self.candidate: Answer | None = None
-        self.stable_headers: tuple[tuple[str, str], ...] = ()
-        self.stable_status = 0
+        self.stable: tuple[int, RawHeaders, bytes, float, str | None] | None = None
+        self.candidate: tuple[int, RawHeaders, bytes, float, str | None] | None = None
+        self.stable_headers: RawHeaders = []
         self.stable_chunks: list[bytes] = []
         self.stable_size = 0
         self.cancelled = False
 
-    def stable_head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.stable_status = status
-        self.stable_headers = _headers(headers)
+    def stable_head(self, status: int, headers: RawHeaders) -> None:
+        self.stable_headers = headers
 
     def stable_body(self, data: bytes) -> None:
         self.stable_size += len(data)
-        if self.stable_size <= self.cap:
+        if self.stable_size <= self.mirror.cap:
             self.stable_chunks.append(data)
 
     def stable_done(self, status: int, latency: float, error: str | None) -> None:
-        if self.stable_size > self.cap:
+        if self.stable_size > self.mirror.cap:
             self.too_large()
             return
-        self.stable = Answer(status, self.stable_headers, b"".join(self.stable_chunks), latency,
-                             None if error is None else error_kind(error))
-        self._maybe_submit()
+        self.stable = (status, self.stable_headers, b"".join(self.stable_chunks), latency,
+                       None if error is None else error_kind(error))
+        if self.candidate is not None:
+            self._submit()
 
-    def candidate_done(self, answer: Answer | None) -> None:
-        """The copy's answer, or None when it was above the copy cap."""
+    def candidate_done(self, answer: tuple[int, RawHeaders, bytes, float, str | None] | None) -> None:
+        """The copy's answer (status, headers, body, latency, error), or None when it was above the copy cap."""
         if answer is None:
             self.too_large()
             return
         self.candidate = answer
-        self._maybe_submit()
+        if self.stable is not None:
+            self._submit()
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -72,14 +73,19 @@ class PairSlot:
     def too_large(self) -> None:
         """An answer above the copy cap was not buffered: never compared, but counted."""
         if not self.cancelled and self.mirror.sink is not None:
-            self.mirror.sink.skip(self.method, self.path, self.at, "too_large")
+            self.mirror.sink.skip(self.method.decode("latin-1"), self.url.decode("latin-1"), self.at, "too_large")
         self.cancelled = True
 
-    def _maybe_submit(self) -> None:
-        if self.cancelled or self.stable is None or self.candidate is None or self.mirror.sink is None:
+    def _submit(self) -> None:
+        mirror = self.mirror
+        if self.cancelled or mirror.sink is None:
             return
-        self.mirror.sink.submit(MirrorPair(self.method, self.path, self.headers, self.body, self.stable,
-                                           self.candidate, self.at))
+        assert self.stable is not None and self.candidate is not None
+        raw: RawPair = (self.method, self.url, self.headers, self.body, self.at, *self.stable, *self.candidate)
+        if mirror.submit_raw is not None:
+            mirror.submit_raw(raw)
+        else:
+            mirror.sink.submit(pair_from_raw(raw))
 
 
 def error_kind(kind: str) -> str:
@@ -87,32 +93,13 @@ def error_kind(kind: str) -> str:
     return {"connect": "connect", "connect-timeout": "connect", "timeout": "timeout"}.get(kind, "reset")
 
 
-def _headers(headers: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
-    """Names lower-cased, both decoded. Most headers come again and again (Server, Content-Type,
-    the same Date for a second): decoded once, remembered (~0.5 us less per answer of 8 headers)."""
-    seen = _DECODED.get
-    return tuple([seen(h) or _decode(h) for h in headers])
-
-
-_DECODED: dict[tuple[bytes, bytes], tuple[str, str]] = {}
-_DECODED_MAX = 4096  # distinct headers remembered
-_NOT_REMEMBERED = frozenset(("authorization", "cookie", "set-cookie", "proxy-authorization"))
-
-
-def _decode(header: tuple[bytes, bytes]) -> tuple[str, str]:
-    decoded = (header[0].decode("latin-1").lower(), header[1].decode("latin-1"))
-    if decoded[0] not in _NOT_REMEMBERED:  # credentials are not kept beyond their request
-        if len(_DECODED) >= _DECODED_MAX:
-            _DECODED.clear()
-        _DECODED[header] = decoded
-    return decoded
-
-
 class Mirror:
     def __init__(self, proxy: Proxy, pool: Pool, sink: MirrorSink | None, cap: int, timeout: float) -> None:
         self.proxy = proxy
         self.pool = pool
         self.sink = sink
+        # The sink's cheaper door when it has one (hooks.py): the pair as parsed.
+        self.submit_raw: Callable[[RawPair], None] | None = getattr(sink, "submit_raw", None)
         self.cap = cap
         self.timeout = timeout
         self._batch: list[MirrorCopy] = []
@@ -267,7 +254,7 @@ class MirrorCopy:
         else:
             self.data = self._build_head(mirror, exchange, body) + body
         self.status = 0
-        self.headers: tuple[tuple[str, str], ...] = ()
+        self.headers: RawHeaders = []
         self.chunks: list[bytes] = []
         self.size = 0
         self.started = time.monotonic()
@@ -292,13 +279,12 @@ class MirrorCopy:
     def again(self) -> None:
         """Forget what came of the first try (a head, part of a body) before the copy is sent again."""
         self.retried = True
-        self.status, self.headers, self.chunks, self.size = 0, (), [], 0
+        self.status, self.headers, self.chunks, self.size = 0, [], [], 0
 
     # -- what its pipeline reports
     def on_response_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
-        if self.pair is not None:
-            self.headers = _headers(headers)
+        self.headers = headers
 
     def on_response_body(self, data: bytes) -> None:
         if self.pair is not None:
@@ -313,7 +299,7 @@ class MirrorCopy:
         mirror.proxy.stats.shadow.record(self.status, latency)
         if self.pair is not None:
             self.pair.candidate_done(None if self.size > mirror.cap else
-                                     Answer(self.status, self.headers, b"".join(self.chunks), latency))
+                                     (self.status, self.headers, b"".join(self.chunks), latency, None))
 
     def on_upstream_error(self, kind: str) -> None:
         mirror = self.mirror
@@ -322,7 +308,7 @@ class MirrorCopy:
         mirror.proxy.stats.mirror_failed += 1
         mirror.proxy.stats.shadow.record(status, latency)
         if self.pair is not None:
-            self.pair.candidate_done(Answer(status, (), b"", latency, error_kind(kind)))
+            self.pair.candidate_done((status, [], b"", latency, error_kind(kind)))
 
     def _end(self) -> float:
         self.mirror.pool.in_flight -= 1
