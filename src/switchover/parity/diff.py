@@ -426,7 +426,11 @@ def difference_keys(stable: AnswerLike, candidate: AnswerLike, opts: DiffOptions
     """``{d.key for d in diff_answers(...)}`` without writing what each difference shows (values,
     concrete places): all that counting needs, for a fraction of the cost. With ``max_bytes``, None
     for a body above it or a compressed one (what it holds is unknown until undone)."""
-    found = _diff_answers(stable, candidate, opts, _KeyWalker, max_bytes)
+    return _keys(_diff_answers(stable, candidate, opts, _KeyWalker, max_bytes))
+
+
+def _keys(found: tuple[list[Difference], _Walker | None] | None) -> set[str] | None:
+    """The keys of what a ``_KeyWalker`` diff found (None: not settled)."""
     if found is None:
         return None
     out, walker = found
@@ -463,15 +467,8 @@ def difference_keys_raw(stable: tuple[int, Iterable[tuple[bytes, bytes]], bytes]
     if status != c_status:
         return {_STATUS_KEY}
     names = opts.named_headers_raw
-    found = _diff_named(_named_raw(headers, names), body, _named_raw(c_headers, names), c_body, opts, _KeyWalker,
-                        max_bytes)
-    if found is None:
-        return None
-    out, walker = found
-    keys = {d.key for d in out}
-    if isinstance(walker, _KeyWalker):
-        keys |= walker.keys
-    return keys
+    return _keys(_diff_named(_named_raw(headers, names), body, _named_raw(c_headers, names), c_body, opts,
+                             _KeyWalker, max_bytes))
 
 
 _ERROR_KEY = f"error|{DiffKind.ERROR}"  # the keys of _diff_answers' first two differences

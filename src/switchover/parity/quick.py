@@ -12,6 +12,7 @@ body. Results are the full diff's: the unit tests compare both on generated answ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from switchover.parity.compare import Comparer
 from switchover.parity.diff import AnswerLike, difference_keys, difference_keys_raw
@@ -39,24 +40,12 @@ class Counts:
     def merge(self, other: Counts) -> None:
         """Add counts summed elsewhere."""
         self.compared += other.compared
-        for ep, (n, first, last) in other.endpoints.items():
-            mine = self.endpoints.get(ep)
-            if mine is None:
-                self.endpoints[ep] = [n, first, last]
-            else:
-                mine[0] += n
-                mine[1], mine[2] = min(mine[1], first), max(mine[2], last)
+        _add_spans(self.endpoints, other.endpoints)
+        _add_spans(self.skipped, other.skipped)
         for fk, n in other.fields.items():
             self.fields[fk] = self.fields.get(fk, 0) + n
         for sk, n in other.signatures.items():
             self.signatures[sk] = self.signatures.get(sk, 0) + n
-        for key, (n, first, last) in other.skipped.items():
-            mine = self.skipped.get(key)
-            if mine is None:
-                self.skipped[key] = [n, first, last]
-            else:
-                mine[0] += n
-                mine[1], mine[2] = min(mine[1], first), max(mine[2], last)
 
     def skip(self, endpoint: str, at: float, reason: str) -> None:
         """A pair of ``endpoint`` not compared, and why (``too_large``)."""
@@ -85,6 +74,17 @@ class Counts:
                 self.fields[fk] = self.fields.get(fk, 0) + 1
             sk = (endpoint, keys)
             self.signatures[sk] = self.signatures.get(sk, 0) + 1
+
+
+def _add_spans(mine: dict[Any, list[float]], other: dict[Any, list[float]]) -> None:
+    """Add [count, first at, last at] entries of ``other`` to ``mine``."""
+    for key, (n, first, last) in other.items():
+        span = mine.get(key)
+        if span is None:
+            mine[key] = [n, first, last]
+        else:
+            span[0] += n
+            span[1], span[2] = min(span[1], first), max(span[2], last)
 
 
 class QuickDiff:

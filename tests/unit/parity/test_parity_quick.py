@@ -381,3 +381,19 @@ def test_a_diff_that_raises_on_the_loop_never_reaches_the_proxy_and_the_worker_t
     assert (sink.quick, sink.to_worker, sink.dropped) == (0, 10, 0)
     assert sum("the proxy's diff failed" in r.message for r in caplog.records) == 1  # said once per endpoint
     _assert_all_ten_compared(tmp_path)
+
+
+def test_counts_merged_are_the_counts_added_in_one() -> None:
+    rows = [("GET /a", 5.0, ("$.x|changed",)), ("GET /a", 1.0, ()), ("GET /b", 9.0, ("$.x|changed", "$.y|missing")),
+            ("GET /a", 7.0, ("$.x|changed",))]
+    one, first, second = Counts(), Counts(), Counts()
+    for i, (endpoint, at, keys) in enumerate(rows):
+        one.add(endpoint, at, keys)
+        (first if i % 2 else second).add(endpoint, at, keys)
+    for c in (one, second):
+        c.skip("GET /a", 3.0, "too_large")
+    one.skip("GET /a", 8.0, "too_large")
+    first.skip("GET /a", 8.0, "too_large")
+    first.merge(second)
+    assert first == one
+    assert one.endpoints["GET /a"] == [3, 1.0, 7.0] and one.skipped[("GET /a", "too_large")] == [2, 3.0, 8.0]
