@@ -37,6 +37,15 @@ def test_plan_supplies_name_urls_and_traffic(tmp_path: Path) -> None:
     assert config.sticky_cookie == "uid"
     assert config.limits.response_timeout == 3.0
     assert config.state_file == tmp_path / ".switchover" / "orders-proxy.json"
+    assert not config.mirror_writes  # writes are not mirrored unless the plan or the flag says so
+
+
+def test_the_plans_parity_mirror_writes_mirrors_writes(tmp_path: Path) -> None:
+    plan = tmp_path / "p.yaml"
+    plan.write_text(json.dumps({"name": "orders", "stable": {"url": "http://127.0.0.1:1"},
+                                "candidate": {"url": "http://127.0.0.1:2"}, "parity": {"mirror_writes": True}}))
+    config, _ = build_config(**{**FLAGS, "stable": None, "candidate": None, "plan_path": plan})  # type: ignore[arg-type]
+    assert config.mirror_writes
 
 
 @pytest.mark.parametrize(("change", "message"), [
