@@ -94,6 +94,7 @@ class ProcessSink:
         self._ship_at: float | None = None  # loop time of the next planned ship
         self._writer_loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._gone = False  # the worker process died: see _write
         self._lock = threading.Lock()  # only for close() racing a late submit from another thread
         self._quick = QuickDiff(Comparer(parity))
         self._pick = Picker(parity)
@@ -135,7 +136,7 @@ class ProcessSink:
         self.submit_raw(raw_from_pair(pair))
 
     def _to_worker(self, raw: RawPair, kind: int) -> None:
-        if len(self._out) > _MAX_UNSENT:
+        if self._gone or len(self._out) > _MAX_UNSENT:
             self._drop()
             return
         self.to_worker += 1
@@ -274,7 +275,9 @@ class ProcessSink:
             self._schedule(_COUNT_EVERY)
         skipped, self._skipped = self._skipped, []
         dropped, self._unsent_dropped = self._unsent_dropped, 0
-        if dropped or skipped or counts:
+        if self._gone:
+            self._record_here(counts or Counts(), dropped, skipped)
+        elif dropped or skipped or counts:
             self._out += _frame(COUNTS, (dropped, skipped, counts))
         if self._out and self._writer_loop is None:  # else the pipe is full: written when it drains
             self._write()
@@ -288,9 +291,25 @@ class ProcessSink:
             self._want_writable(True)
             return
         except OSError as exc:
-            log.error("parity: the diff worker is gone (%s); %d bytes of pairs lost", exc, len(self._out))
+            # Said once. The loop's own counts still reach the store (written from here); pairs it
+            # would hand over (samples, noise, what it cannot settle) are dropped and counted.
+            log.error("parity: the diff worker is gone (%s): %d bytes of pairs and counts lost; the proxy now "
+                      "writes its counts itself and drops the pairs the worker would diff", exc, len(self._out))
+            self._gone = True
             self._out.clear()
         self._want_writable(False)
+
+    def _record_here(self, counts: Counts, dropped: int, skipped: list[tuple[str, str, float, str]]) -> None:
+        """With the worker gone: what the frame would carry, written to the store from the loop."""
+        for method, path, at, reason in skipped:
+            counts.skip(self._quick.endpoint(method, path), at, reason)
+        try:
+            if counts:
+                self.store.record_counts(counts, {"dropped": dropped})
+            elif dropped:
+                self.store.record([], {"dropped": dropped})
+        except Exception:  # never into the proxy's data path
+            log.exception("parity: could not write counts to %s", self.store.path)
 
     def _want_writable(self, want: bool) -> None:
         try:
@@ -323,9 +342,12 @@ class ProcessSink:
             self._closed = True
         while self._held:  # slices: with a loop still running, the rest would wait for its next turn
             self._diff_held()
-        while self._held:  # slices: with a loop still running, the rest would wait for its next turn
-            self._diff_held()
         counts, self._counts = self._counts, Counts()
+        if self._gone:
+            self._record_here(counts, self._unsent_dropped, self._skipped)
+            self._conn.close()
+            self.store.close()
+            return
         self._out += _frame(COUNTS, (self._unsent_dropped, self._skipped, counts or None)) + _frame(STOP, None)
         self._skipped = []
         os.set_blocking(self._fd, True)

@@ -397,3 +397,27 @@ def test_counts_merged_are_the_counts_added_in_one() -> None:
     first.merge(second)
     assert first == one
     assert one.endpoints["GET /a"] == [3, 1.0, 7.0] and one.skipped[("GET /a", "too_large")] == [2, 3.0, 8.0]
+
+
+def test_with_the_worker_gone_the_loops_counts_still_reach_the_store(tmp_path: Path,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    sink = worker.ProcessSink(_plan(tmp_path, ignore=["$.at"], samples=2))
+    sink._process.kill()  # the worker process dies (OOM killer, kill -9)
+    sink._process.join(10)
+
+    async def proxy_loop() -> None:
+        for i in range(40):
+            sink.submit(_pair(i))
+            await asyncio.sleep(0.01)  # ships every 20 ms: the first write finds the pipe broken
+        await asyncio.sleep(0.3)
+
+    try:
+        asyncio.run(proxy_loop())
+    finally:
+        sink.close()
+    assert sum("the diff worker is gone" in r.message for r in caplog.records) == 1  # said once
+    with _written(tmp_path) as store:
+        compared, dropped = store.tally().endpoints[0].compared, store.counters().get("dropped", 0)
+        # Every pair the loop settled is counted; the differing ones it wanted as samples (the worker's
+        # job) are dropped and counted; only what was in the pipe when it broke is lost.
+        assert compared + dropped >= 36 and compared >= 30 and dropped >= 1
