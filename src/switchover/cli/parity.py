@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from switchover import secrets
 from switchover.cli import parity_app
 from switchover.errors import CheckFailed, UserError
 from switchover.parity.budget import BudgetResult
@@ -185,6 +186,8 @@ def serve(
     admin: str | None = typer.Option(None, "--admin", help="HOST:PORT answering only GET /api/v1/parity and "
                                      "/healthz; the listen address then compares every copy "
                                      "(default parity.admin, else both answered on the listen address)"),
+    admin_token: str | None = typer.Option(None, "--admin-token", help="env:NAME holding a bearer token that "
+                                           "GET /api/v1/parity requires (default parity.admin_token)"),
     stable: str | None = typer.Option(None, "--stable", help="override stable's base URL"),
     candidate: str | None = typer.Option(None, "--candidate", help="override the candidate's base URL"),
     duration: float | None = typer.Option(None, "--duration", help="stop after this many seconds (default: run until Ctrl-C)"),
@@ -203,11 +206,16 @@ def serve(
     if admin_at is not None and admin_at == (host, port) and port != 0:
         raise UserError(f"{admin_option} {admin}: that is the listen address too; give it another port, or leave "
                         f"{admin_option} out to answer the report and health on the listen address")
+    token_option = "--admin-token" if admin_token is not None else "parity.admin_token"
+    token_ref = admin_token if admin_token is not None else loaded.parity.admin_token
+    if token_ref is not None and not secrets.is_ref(token_ref):
+        raise UserError("--admin-token takes env:NAME (the token itself never goes on a command line)")
+    token = None if token_ref is None else secrets.resolve(token_ref, where=token_option)
     console = Console(stderr=True)
     sink = ParitySink(loaded, fetch_noise=False)
     server = ParityServer(sink, Upstreams.of(loaded.stable.url, loaded.candidate.url, loaded.parity),
                           concurrency=loaded.parity.concurrency, queue_size=loaded.parity.queue,
-                          timeout=loaded.timeouts.server)
+                          timeout=loaded.timeouts.server, admin_token=token)
     started = False
 
     async def main() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import time
 from dataclasses import dataclass, field
@@ -110,7 +111,7 @@ class _Copy(_Conn):
         self._reset()
         path = request.path.split("?", 1)[0]
         if not self.server.separate_admin and path in _ADMIN and method in ("GET", "HEAD"):
-            status, body = self.server.admin(method, path)
+            status, body = self.server.admin(method, path, dict(request.headers).get("authorization"))
             if self.transport is not None:
                 self.transport.write(_http(status, body, keep=keep, head=method == "HEAD"))
                 if not keep:
@@ -129,17 +130,23 @@ class _AdminConn(_Conn):
     def __init__(self, server: ParityServer) -> None:
         super().__init__(server)
         self.url = b""
+        self.authorization: str | None = None
         self.malformed = _http(400, b'{"error": "malformed request"}', keep=False)
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"authorization":
+            self.authorization = value.decode("latin-1")
+
     def on_message_complete(self) -> None:
         method = self.parser.get_method().decode("ascii", errors="replace").upper()
         path = self.url.decode("latin-1").split("?", 1)[0] or "/"
         self.url = b""
+        authorization, self.authorization = self.authorization, None
         keep = self.parser.should_keep_alive()
-        status, body = self.server.admin(method, path)
+        status, body = self.server.admin(method, path, authorization)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(_http(status, body, keep=keep, head=method == "HEAD"))
             if not keep:
@@ -148,8 +155,10 @@ class _AdminConn(_Conn):
 
 class ParityServer:
     def __init__(self, sink: ParitySink, upstreams: Upstreams, *, concurrency: int, queue_size: int,
-                 timeout: float) -> None:
+                 timeout: float, admin_token: str | None = None) -> None:
         self.sink = sink
+        # The report holds redacted samples of answers: with a token, it is for those who have it.
+        self._expected = None if admin_token is None else "Bearer " + admin_token
         self.upstreams = upstreams
         self.concurrency = concurrency
         self.timeout = timeout
@@ -179,7 +188,7 @@ class ParityServer:
     def separate_admin(self) -> bool:
         return self._admin_server is not None
 
-    def admin(self, method: str, path: str) -> tuple[int, bytes]:
+    def admin(self, method: str, path: str, authorization: str | None = None) -> tuple[int, bytes]:
         """Status and JSON body for a request to the admin paths (on either address)."""
         if path not in _ADMIN:
             return 404, json.dumps({"error": f"no such endpoint: {path} (this address answers "
@@ -188,6 +197,9 @@ class ParityServer:
             return 405, b'{"error": "use GET"}'
         if path == "/healthz":
             return 200, b'{"ok": true}'
+        if self._expected is not None and not hmac.compare_digest((authorization or "").encode("latin-1"),
+                                                                 self._expected.encode("latin-1")):
+            return 401, b'{"error": "missing or wrong bearer token (Authorization: Bearer ...)"}'
         self.flush_counters()
         report = self.sink.report()
         report["serve"] = {**self.stats.to_json(), "queued": self.queue.qsize()}

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from switchover.plan.common import HostPort, Strict
+from switchover.plan.common import HostPort, SecretRef, Strict
 
 # Kept here (not imported from switchover.parity) so that the plan depends on nothing else.
 _PATH = re.compile(r"""^\$(\.\.?([A-Za-z_$][\w$-]*|\*)|\[(\*|\d+)\]|\[['"][^'"]*['"]\])*$""")
@@ -31,6 +31,8 @@ class Parity(Strict):
     listen: HostPort = Field("127.0.0.1:9903", description="where `parity serve` takes mirrored copies")
     admin: HostPort | None = Field(None, description="where `parity serve` answers GET /api/v1/parity and /healthz "
                                    "(default: on the listen address, whose copies of those paths are then not compared)")
+    admin_token: SecretRef | None = Field(None, description="env:NAME holding a bearer token that GET /api/v1/parity "
+                                          "of `parity serve` then requires (/healthz stays open)")
     queue: int = Field(10000, ge=1, description="pairs waiting for a diff; beyond it copies are dropped and counted")
     concurrency: int = Field(16, ge=1, description="upstream calls in flight for `parity serve`")
 

@@ -125,3 +125,27 @@ def test_the_plan_can_name_the_admin_address(services, processes, tmp_path) -> N
     bad = write_plan(tmp_path, stable.url, candidate.url, {"admin": "localhost"})
     wrong = cli("parity", "serve", "--plan", str(bad))
     assert wrong.returncode == 2 and "plan.yaml" in wrong.stderr and "admin" in wrong.stderr
+
+
+def test_with_a_token_the_report_needs_it_and_health_does_not(services, processes, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SW_PARITY_ADMIN_TOKEN", "s3cret-admin-tok")
+    stable, candidate = services(), services()
+    admin_port = free_port()
+    plan = write_plan(tmp_path, stable.url, candidate.url,
+                      {**IGNORE, "admin": f"127.0.0.1:{admin_port}", "admin_token": "env:SW_PARITY_ADMIN_TOKEN"})
+    listen = start_serve(processes, plan, tmp_path)
+    httpx.get(listen + "/orders/1").raise_for_status()  # one copy
+    with httpx.Client(base_url=f"http://127.0.0.1:{admin_port}") as monitor:
+        wait_for(lambda: monitor.get("/healthz").status_code == 200, what="the admin address")
+        assert monitor.get("/healthz").json() == {"ok": True}  # no token needed
+        assert monitor.get("/api/v1/parity").status_code == 401
+        assert monitor.get("/api/v1/parity", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        good = {"Authorization": "Bearer s3cret-admin-tok"}
+        wait_for(lambda: monitor.get("/api/v1/parity", headers=good).json()["compared"] == 1, what="the copy")
+    assert "s3cret-admin-tok" not in (tmp_path / "processes.log").read_text(errors="replace")
+
+    plain = cli("parity", "serve", "--plan", str(plan), "--admin-token", "s3cret-admin-tok")
+    assert plain.returncode == 2 and "--admin-token takes env:NAME" in plain.stderr
+    monkeypatch.delenv("SW_PARITY_ADMIN_TOKEN")
+    unset = cli("parity", "serve", "--plan", str(plan))
+    assert unset.returncode == 2 and "parity.admin_token" in unset.stderr and "SW_PARITY_ADMIN_TOKEN" in unset.stderr
