@@ -96,20 +96,27 @@ def data_plan(tmp_path: Path, name: str, src: str, dst: str, steps: tuple[str, .
               table: str = "orders") -> Plan:
     """A plan moving ``table`` (key ``id``) from ``src`` to ``dst`` with ``steps`` (YAML step lines,
     e.g. ``"backfill: {tables: [orders]}"``); its state in ``tmp_path``."""
+    return load_plan(write_data_plan(tmp_path, name, src, dst, steps, table))
+
+
+def write_data_plan(tmp_path: Path, name: str, src: str, dst: str, steps: tuple[str, ...],
+                    table: str = "orders", state: str | None = None) -> Path:
+    """``data_plan``'s file (``tmp_path/plan.yaml``); ``state`` as written in it (default: an
+    absolute SQLite file in ``tmp_path``)."""
     lines = "".join(f"  - {step}\n" for step in steps)
     path = tmp_path / "plan.yaml"
     path.write_text(f"""
 name: {name}
 stable: {{url: "http://127.0.0.1:18081"}}
 candidate: {{url: "http://127.0.0.1:18082"}}
-state: "sqlite:///{tmp_path}/state.db"
+state: "{state or f'sqlite:///{tmp_path}/state.db'}"
 data:
   source: "{src}"
   target: "{dst}"
   tables: [{{name: {table}, key: [id]}}]
 steps:
 {lines}""")
-    return load_plan(path)
+    return path
 
 
 def reverse_cdc_plan(tmp_path: Path, name: str, src: str, dst: str, table: str = "orders",

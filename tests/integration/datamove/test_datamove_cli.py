@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from switchover.data.move_tables import Side
-from tests.integration.datamove.datamove_helpers import PG_ORDERS, assert_identical, fill_pg
+from tests.integration.datamove.datamove_helpers import PG_ORDERS, assert_identical, fill_pg, write_data_plan
 
 pytestmark = [pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -25,18 +25,8 @@ def test_datamove_backfill_from_plan_with_status_and_pause(pg_pair: tuple[str, s
     src, dst = pg_pair
     fill_pg(src, 3_000)
     Side.open(dst, autocommit=True).execute(PG_ORDERS)
-    plan = tmp_path / "plan.yaml"
-    plan.write_text(f"""
-name: clitest
-stable: {{url: "http://127.0.0.1:18081"}}
-candidate: {{url: "http://127.0.0.1:18082"}}
-state: "sqlite:///state.db"
-data:
-  source: "{src}"
-  target: "{dst}"
-  tables: [{{name: orders, key: [id]}}]
-steps: [{{canary: {{weight: 10}}}}]
-""")
+    # A relative state: resolved beside the plan, whatever the working directory.
+    plan = write_data_plan(tmp_path, "clitest", src, dst, ("canary: {weight: 10}",), state="sqlite:///state.db")
     paused = _run("backfill", "--plan", str(plan), "--pause", "--json")
     assert paused.returncode == 0, paused.stderr
     assert json.loads(paused.stdout)["command"] == "paused"
