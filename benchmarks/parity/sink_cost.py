@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-SINKS = ("none", "take", "take-pair", "parse", "diff", "diff-gc", "sink", "sink-each")
+SINKS = ("off", "none", "take", "take-pair", "parse", "diff", "diff-gc", "sink", "sink-each")
 
 
 class _TakePair:
@@ -90,6 +90,10 @@ def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True) -> Any:
 
     if not hold:
         worker._HOLD_MAX = 1
+    if os.environ.get("SW_SINK_COST_UNTIMED"):
+        # Under callgrind the proxy runs ~50x slower: the loop's time limits on the diff would send
+        # the pairs to the worker process, which is not what they measure. Every pair on the loop.
+        worker.QUICK_SHARE, worker._SLOW_PAIR, worker._SLICE = 1.0, float("inf"), 1.0
     plan = plan_from_dict({"name": f"sw_sink_cost_{os.getpid()}", "stable": {"url": stable},
                            "candidate": {"url": candidate}, "parity": {"ignore": ["$.generated_at"]}},
                           filename=str(tmp / "plan.yaml"))
@@ -103,10 +107,14 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
     from switchover.traffic.proxy.routing import Split
     from switchover.traffic.proxy.runner import start
 
-    sinks = {"none": lambda: None, "take": _Take, "take-pair": _TakePair, "parse": _Parse, "diff": lambda: _Diff(True),
+    sinks = {"off": lambda: None, "none": lambda: None, "take": _Take, "take-pair": _TakePair, "parse": _Parse, "diff": lambda: _Diff(True),
              "diff-gc": lambda: _Diff(False), "sink": lambda: _sink(tmp, stable, candidate),
              "sink-each": lambda: _sink(tmp, stable, candidate, hold=False)}
     sink = sinks[sink_name]()
+    if os.environ.get("SW_SINK_COST_UNTIMED"):
+        import random
+
+        random.seed(4)  # the same requests mirrored in every run: instruction counts compare exactly
 
     def cpu() -> None:
         ru = resource.getrusage(resource.RUSAGE_SELF)
@@ -117,7 +125,7 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
             plan_path=None, listen=f"127.0.0.1:{port}", admin="127.0.0.1:0", stable=stable, candidate=candidate,
             app_name="sw_sink_cost", weight=0, mirror=20, mirror_writes=False, sticky_header=None,
             sticky_cookie=None, state_file=tmp / f"split-{port}.json", admin_token=None, workers=None)
-        running = await start(config, Split(0, 20), sink)  # type: ignore[arg-type]
+        running = await start(config, Split(0, 0 if sink_name == "off" else 20), sink)  # type: ignore[arg-type]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGUSR1, stop.set)
@@ -125,6 +133,7 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
         print("ready", flush=True)
         await stop.wait()
         cpu()
+        print(f"sink {getattr(sink, 'quick', 0)} {getattr(sink, 'to_worker', 0)}", flush=True)
         await running.stop(1)
         if sink is not None:
             sink.close()  # ProcessSink: its worker process ends
@@ -141,12 +150,86 @@ def _wrk(url: str, seconds: int) -> int:
     return int(match.group(1))
 
 
+def _drive(port: int, requests: int, connections: int = 8) -> None:
+    """Exactly ``requests`` GETs over ``connections`` keep-alive connections (wrk runs for a time,
+    not a count; instruction counts want a count)."""
+
+    async def one(n: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(n):
+            writer.write(b"GET /orders/1 HTTP/1.1\r\nHost: bench\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+        writer.close()
+
+    async def all_of_them() -> None:
+        await asyncio.gather(*(one(requests // connections) for _ in range(connections)))
+
+    asyncio.run(all_of_them())
+
+
+def _one(args: argparse.Namespace, name: str, stable: str, candidate: str, tmp: Path) -> float:
+    """One round of one sink: CPU microseconds (wrk) or thousands of instructions (callgrind) of
+    the proxy per user request."""
+    from switchover.demo.runner import free_port
+
+    port = free_port()
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={_CALLGRIND_DIR}/callgrind.out.%p",
+                "--dump-instr=no", "--collect-systime=no"] if args.instructions else []
+    env = {**os.environ, "SW_SINK_COST_UNTIMED": "1"} if args.instructions else None
+    proc = subprocess.Popen([*valgrind, sys.executable, __file__, "--child", name, stable, candidate, str(port),
+                             str(tmp)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit(f"the proxy with sink {name} did not start")
+    url = f"http://127.0.0.1:{port}/orders/1"
+    try:
+        if args.instructions:
+            _drive(port, 400)  # warm up
+            _instructions(proc.pid)
+            _drive(port, args.instructions)
+            return _instructions(proc.pid) / 1000 / args.instructions
+        _wrk(url, 1)  # warm up
+        proc.send_signal(signal.SIGUSR2)
+        before = float(proc.stdout.readline().split()[1])
+        served = _wrk(url, args.seconds)
+        proc.send_signal(signal.SIGUSR2)
+        after = float(proc.stdout.readline().split()[1])
+        return 1e6 * (after - before) / served
+    finally:
+        proc.send_signal(signal.SIGUSR1)
+        out, _ = proc.communicate(timeout=120)
+        to_worker = re.search(r"^sink \d+ (\d+)$", out, re.M)
+        if args.instructions and to_worker and int(to_worker.group(1)):
+            print(f"note: {name}: {to_worker.group(1)} pairs went to the worker process (not counted here)")
+
+
+def _instructions(pid: int) -> int:
+    """Instructions the proxy ran since the last zeroing (callgrind's dump of the running process)."""
+    out = subprocess.run(["callgrind_control", "-d", str(pid)], capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        raise SystemExit(f"callgrind_control failed: {out.stderr}")
+    dumps = sorted(Path(_CALLGRIND_DIR).glob(f"callgrind.out.{pid}.*"), key=lambda f: f.stat().st_mtime)
+    text = dumps[-1].read_text(errors="replace")
+    match = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+    if match is None:
+        raise SystemExit(f"no total in {dumps[-1]}")
+    return int(match.group(1))
+
+
+_CALLGRIND_DIR = tempfile.gettempdir()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--kb", type=int, default=2)
     parser.add_argument("--sinks", default=",".join(SINKS), help=f"which of {', '.join(SINKS)}")
+    parser.add_argument("--instructions", type=int, default=0, metavar="N",
+                        help="instead of wrk: N requests with the proxy under valgrind's callgrind, which counts "
+                             "the instructions the proxy ran per user request (repeatable, whatever the load)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -158,6 +241,7 @@ def main() -> None:
 
     from switchover.demo.runner import Processes, free_port
 
+    global _CALLGRIND_DIR
     sinks = [s for s in args.sinks.split(",") if s]
     if unknown := set(sinks) - set(SINKS):
         parser.error(f"--sinks: unknown {', '.join(sorted(unknown))}")
@@ -165,35 +249,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sw-sink-cost-") as tmp_name, \
             open(Path(tmp_name) / "processes.log", "ab") as log:
         tmp = Path(tmp_name)
+        _CALLGRIND_DIR = tmp_name
         procs = Processes(log)  # type: ignore[arg-type]
         try:
             ports = {k: free_port() for k in ("stable", "candidate")}
             stable, candidate = serve_orders(procs, tmp, args.kb, ports)
             for _ in range(args.rounds):
                 for name in sinks:
-                    port = free_port()
-                    proc = subprocess.Popen([sys.executable, __file__, "--child", name, stable, candidate, str(port),
-                                             str(tmp)], stdout=subprocess.PIPE, text=True)
-                    assert proc.stdout is not None
-                    if proc.stdout.readline().strip() != "ready":
-                        raise SystemExit(f"the proxy with sink {name} did not start")
-                    url = f"http://127.0.0.1:{port}/orders/1"
-                    _wrk(url, 1)  # warm up
-                    proc.send_signal(signal.SIGUSR2)
-                    before = float(proc.stdout.readline().split()[1])
-                    served = _wrk(url, args.seconds)
-                    proc.send_signal(signal.SIGUSR1)
-                    after = float(proc.stdout.readline().split()[1])
-                    proc.wait(30)
-                    cost[name].append(1e6 * (after - before) / served)
+                    cost[name].append(_one(args, name, stable, candidate, tmp))
         finally:
             procs.stop()
-    print(f"answers: {args.kb} KB JSON; mirror 20%; wrk -c16, {args.rounds} rounds of {args.seconds}s; "
-          "proxy CPU per user request (medians)")
+    if args.instructions:
+        print(f"answers: {args.kb} KB JSON; mirror 20% ('off': 0%); {args.rounds} rounds of {args.instructions} "
+              "requests under callgrind; thousands of instructions the proxy ran per user request (medians)")
+    else:
+        print(f"answers: {args.kb} KB JSON; mirror 20% ('off': 0%); wrk -c16, {args.rounds} rounds of "
+              f"{args.seconds}s; proxy CPU per user request (medians)")
     base = statistics.median(cost[sinks[0]])
     for name in sinks:
         m = statistics.median(cost[name])
-        print(f"{name:8} {m:6.1f} us  (+{m - base:4.1f})   rounds: {', '.join(f'{c:.1f}' for c in cost[name])}")
+        unit = "k instr" if args.instructions else "us"
+        print(f"{name:9} {m:6.1f} {unit}  (+{m - base:4.1f})   rounds: {', '.join(f'{c:.1f}' for c in cost[name])}")
 
 
 if __name__ == "__main__":

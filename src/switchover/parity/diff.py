@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -83,6 +83,11 @@ class DiffOptions:
         """The same, as the proxy holds header names (lower-cased bytes)."""
         return frozenset(n.encode("latin-1") for n in self.named_headers)
 
+    @cached_property
+    def named_lengths(self) -> frozenset[int]:
+        """The lengths of those names: most headers are passed over without lower-casing them."""
+        return frozenset(len(n) for n in self.named_headers_raw)
+
     @classmethod
     def from_parity(cls, parity: Parity) -> DiffOptions:
         skip = {h.lower() for h in parity.ignore_headers}
@@ -134,7 +139,13 @@ def _loads(body: bytes) -> Any:
 
 
 def _load_text(text: bytes | rawjson.Raw) -> Any:
-    return _loads(bytes(text))
+    data = bytes(text)
+    if len(data) < len(_NINETEEN):  # a short value (most that differ): no integer beyond 64 bits in it
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return _loads(data)
 
 
 def _loads_standard(body: bytes) -> tuple[Any, bool]:
@@ -161,6 +172,10 @@ def _jtype(value: Any) -> str:
     return "object"
 
 
+def _nothing_ignored(loc: Location) -> bool:
+    return False
+
+
 _CONFIRMS_BEFORE_SEARCH = 8  # equal subtrees confirmed by their text before the bodies are searched
 
 
@@ -181,9 +196,8 @@ class _Walker:
         # Parsed as standard JSON (no NaN, which is not equal to itself): Python's == can rule out
         # a reordering (see walk_list).
         self.standard = standard
-
-    def ignored(self, loc: Location) -> bool:
-        return bool(self.opts.ignore) and self.opts.ignore.matches(loc)
+        # Whether a place is ignored: asked for every member that differs, bound once.
+        self.ignored: Callable[[Location], bool] = opts.ignore.matches if opts.ignore else _nothing_ignored
 
     def same(self, a: Any, b: Any) -> bool:
         if a != b:
@@ -236,6 +250,10 @@ class _Walker:
             return
         if ta is list and tb is list:
             self.walk_list(a, b, loc)
+            return
+        if ta is tb:  # two scalars of one type (not equal: see above), so of one JSON type
+            if (ta is not int and ta is not float) or not self.numbers_equal(a, b):
+                self.add(loc, DiffKind.CHANGED, a, b)
             return
         ja, jb = _jtype(a), _jtype(b)
         if ja != jb:
@@ -362,10 +380,14 @@ def _named(headers: Iterable[tuple[str, str]], names: frozenset[str]) -> dict[st
     return found
 
 
-def _named_raw(headers: Iterable[tuple[bytes, bytes]], names: frozenset[bytes]) -> dict[str, str]:
-    """``_named`` of headers as the proxy holds them (bytes, names in any case)."""
+def _named_raw(headers: Iterable[tuple[bytes, bytes]], names: frozenset[bytes],
+               lengths: frozenset[int]) -> dict[str, str]:
+    """``_named`` of headers as the proxy holds them (bytes, names in any case); ``lengths``: those
+    of ``names``."""
     found: dict[str, str] = {}
     for k, v in headers:
+        if len(k) not in lengths:
+            continue
         lk = k.lower()
         if lk in names:
             name, value = lk.decode("latin-1"), v.decode("latin-1")
@@ -452,7 +474,23 @@ class _KeyWalker(_Walker):
 
     def add(self, loc: Location, kind: DiffKind, a: Any, b: Any, *, a_absent: bool = False,
             b_absent: bool = False) -> None:
-        self.keys.add(f"{field_name(loc)}|{kind}")
+        self.keys.add(difference_key(loc, kind))
+
+
+def difference_key(loc: Location, kind: DiffKind) -> str:
+    """``Difference.key`` of a difference of ``kind`` at ``loc`` (remembered: the same few places
+    differ answer after answer)."""
+    key = _KEYS.get((loc, kind))
+    if key is None:
+        key = f"{field_name(loc)}|{kind}"
+        if len(_KEYS) >= _KEYS_MAX:
+            _KEYS.clear()
+        _KEYS[(loc, kind)] = key
+    return key
+
+
+_KEYS: dict[tuple[Location, DiffKind], str] = {}
+_KEYS_MAX = 4096
 
 
 def difference_keys_raw(stable: tuple[int, Iterable[tuple[bytes, bytes]], bytes],
@@ -466,9 +504,9 @@ def difference_keys_raw(stable: tuple[int, Iterable[tuple[bytes, bytes]], bytes]
         return {_ERROR_KEY}
     if status != c_status:
         return {_STATUS_KEY}
-    names = opts.named_headers_raw
-    return _keys(_diff_named(_named_raw(headers, names), body, _named_raw(c_headers, names), c_body, opts,
-                             _KeyWalker, max_bytes))
+    names, lengths = opts.named_headers_raw, opts.named_lengths
+    return _keys(_diff_named(_named_raw(headers, names, lengths), body, _named_raw(c_headers, names, lengths), c_body,
+                             opts, _KeyWalker, max_bytes))
 
 
 _ERROR_KEY = f"error|{DiffKind.ERROR}"  # the keys of _diff_answers' first two differences
@@ -501,7 +539,9 @@ def _diff_named(sh: dict[str, str], stable_body: bytes, ch: dict[str, str], cand
         sv, cv = sh.get(name), ch.get(name)
         if sv != cv:
             out.append(Difference(f"header:{name}", DiffKind.HEADER, f"header:{name}", sv or "", cv or ""))
-    sb, cb = _decoded(stable_body, sh.get("content-encoding")), _decoded(candidate_body, ch.get("content-encoding"))
+    sb, cb = stable_body, candidate_body
+    if "content-encoding" in sh or "content-encoding" in ch:
+        sb, cb = _decoded(sb, sh.get("content-encoding")), _decoded(cb, ch.get("content-encoding"))
     if sb == cb:
         return out, None
     if rawjson.starts_object(sb) and rawjson.starts_object(cb):
