@@ -1,6 +1,6 @@
 """Proxy throughput with mirror 20% + diff against mirror off, as a ratio in one run.
 
-    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2]
+    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2] [--pin]
 
 Stable and candidate are our own nginx (static JSON answers of ``--kb`` KB that differ in a
 timestamp, ignored, and one field), the built-in proxy runs with ``--plan`` so that its parity sink
@@ -9,6 +9,11 @@ the admin API) and the medians are compared. A second proxy without a plan (mirr
 separates what the copies cost from what the diff costs. Target: mirror 20% + diff keeps at least
 85% of the throughput with mirror off. Answers up to 64 KiB (2 KB and 50 KB alike) are diffed on
 the proxy's loop (quick.py, rawjson.py).
+
+Without ``--pin`` every process shares every core, so the ratio is the machine's: on a 2-core box the
+candidate's nginx answering the copies and the kernel's loopback work count against the proxy. With
+``--pin`` the proxies have a core of their own and wrk, nginx and the parity worker the others: the
+ratio is then the proxy's own throughput, as on a host where the proxy is not sharing its core.
 """
 
 from __future__ import annotations
@@ -73,11 +78,21 @@ def serve_orders(procs: Processes, tmp: Path, kb: int, ports: dict[str, int]) ->
     return stable, candidate
 
 
+# --pin: CPU lists for taskset; wrk and nginx on one core, the proxies on the other.
+PIN: dict[str, list[str]] = {"load": [], "proxy": []}
+
+
+def pin(pid: int, cpus: list[str]) -> None:
+    """Move a running process (all its threads) to ``cpus`` (taskset's arguments)."""
+    if cpus:
+        subprocess.run(["taskset", "-a", "-c", "-p", cpus[-1], str(pid)], check=True, capture_output=True)
+
+
 P99: dict[str, list[float]] = {"off": [], "on": [], "copies": []}  # users' 99th percentile latency, ms
 
 
 def wrk(url: str, seconds: float, connections: int, mode: str | None = None) -> float:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url],
+    out = subprocess.run([*PIN["load"], "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if match is None:
@@ -86,6 +101,11 @@ def wrk(url: str, seconds: float, connections: int, mode: str | None = None) -> 
     if mode is not None and p99 is not None:
         P99[mode].append(float(p99.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)])
     return float(match.group(1))
+
+
+def _children(pid: int) -> list[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in children.read_text().split()] if children.exists() else []
 
 
 def _cpu_seconds(pid: int) -> dict[str, float]:
@@ -97,9 +117,8 @@ def _cpu_seconds(pid: int) -> dict[str, float]:
         return (int(fields[11]) + int(fields[12])) / tick
 
     out = {"proxy": one(pid)}
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    for i, child in enumerate(children.read_text().split() if children.exists() else []):
-        out[f"child{i}"] = one(int(child))
+    for i, child in enumerate(_children(pid)):
+        out[f"child{i}"] = one(child)
     return out
 
 
@@ -109,7 +128,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kb", type=int, default=2, help="size of the JSON answers")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--pin", action="store_true",
+                        help="the proxies on the last CPU, wrk and nginx on the others (the parity worker with them): "
+                             "the proxy's own throughput, not the machine's (needs 2 CPUs or more)")
     args = parser.parse_args()
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        PIN["proxy"] = ["-c", str(cpus[-1])]
+        PIN["load"] = ["taskset", "-c", ",".join(map(str, cpus[:-1]))]
     with tempfile.TemporaryDirectory(prefix="sw-parity-bench-") as tmp_name, \
             open(Path(tmp_name) / "processes.log", "ab") as log:
         tmp = Path(tmp_name)
@@ -135,6 +163,12 @@ parity: {{ignore: ["$.generated_at"]}}
             wait_http(admin + "/healthz", 20, with_diff)
             wait_http(f"http://127.0.0.1:{ports['admin2']}/healthz", 20, no_diff)
             url, url2 = f"http://127.0.0.1:{ports['listen']}/orders/1", f"http://127.0.0.1:{ports['listen2']}/orders/1"
+            for proc in (with_diff, no_diff):
+                pin(proc.pid, PIN["proxy"])
+            for child in _children(with_diff.pid):  # the parity worker: away from the proxy
+                pin(child, PIN["load"][-1:])
+            for proc in procs.children[:1]:  # nginx
+                pin(proc.pid, PIN["load"][-1:])
             wrk(url, 1, args.connections)  # warm up
             off, on, copies = [], [], []
             cpu_off = cpu_on = cpu_copies = 0.0
@@ -164,7 +198,9 @@ parity: {{ignore: ["$.generated_at"]}}
     r_on = statistics.median(b / a for a, b in zip(off, on, strict=True))
     r_copies = statistics.median(b / a for a, b in zip(off, copies, strict=True))
     print(f"answers: {args.kb} KB JSON; wrk -c{args.connections}, {args.rounds} rounds of {args.seconds:g}s, "
-          "medians (ratios: median of per-round ratios)")
+          "medians (ratios: median of per-round ratios)"
+          + (f"; proxies pinned to CPU {PIN['proxy'][-1]}, wrk, nginx and the parity worker to CPU "
+             f"{PIN['load'][-1]}" if args.pin else ""))
     print(f"mirror off              {m_off:9.0f} req/s   1.00")
     print(f"mirror 20% + diff       {m_on:9.0f} req/s   {r_on:.2f}   (target >= 0.85)")
     print(f"mirror 20%, no diff     {m_copies:9.0f} req/s   {r_copies:.2f}   (second proxy, no plan)")
