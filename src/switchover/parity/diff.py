@@ -505,8 +505,71 @@ def difference_keys_raw(stable: tuple[int, Iterable[tuple[bytes, bytes]], bytes]
     if status != c_status:
         return {_STATUS_KEY}
     names, lengths = opts.named_headers_raw, opts.named_lengths
-    return _keys(_diff_named(_named_raw(headers, names, lengths), body, _named_raw(c_headers, names, lengths), c_body,
-                             opts, _KeyWalker, max_bytes))
+    sh, ch = _named_raw(headers, names, lengths), _named_raw(c_headers, names, lengths)
+    if ("content-encoding" not in sh and "content-encoding" not in ch and body != c_body
+            and (max_bytes is None or (len(body) <= max_bytes and len(c_body) <= max_bytes))):
+        keys = _object_keys(body, c_body, opts)
+        if keys is not None:
+            for name in opts.headers:
+                if sh.get(name) != ch.get(name):
+                    keys.add(f"header:{name}|{DiffKind.HEADER}")
+            return keys
+    return _keys(_diff_named(sh, body, ch, c_body, opts, _KeyWalker, max_bytes))
+
+
+def _object_keys(sb: bytes, cb: bytes, opts: DiffOptions) -> set[str] | None:
+    """The keys of what differs between two JSON objects (bodies whose texts differ), or None when
+    the general path must decide (not two objects, not valid JSON, nested too deep).
+
+    What ``rawjson.RawWalk.objects`` and ``_KeyWalker`` find, in one function: most answers differ
+    in a few top-level scalars (a timestamp, an id, a total), which are decided here; members that
+    hold objects or arrays, or values of two types, go to the walk."""
+    if not (rawjson.starts_object(sb) and rawjson.starts_object(cb)):
+        return None
+    ignored = opts.ignore.matches if opts.ignore else _nothing_ignored
+    keys: set[str] = set()
+    if ignored(()):
+        return keys
+    try:
+        ma, mb = rawjson.OBJECT.decode(sb), rawjson.OBJECT.decode(cb)
+    except rawjson.DecodeError:
+        return None  # the general path says what it makes of text that is not JSON
+    plain_numbers = not opts.float_tolerance  # then two numbers of one type are equal only when ==
+    walk: rawjson.RawWalk | None = None
+    try:
+        for key, va in ma.items():
+            vb = mb.get(key)
+            if vb is None:
+                if not ignored((key,)):
+                    keys.add(difference_key((key,), DiffKind.MISSING))
+                continue
+            if va == vb:
+                continue
+            loc: Location = (key,)
+            if ignored(loc):
+                continue
+            if memoryview(va)[0] not in _CONTAINERS and memoryview(vb)[0] not in _CONTAINERS:
+                x, y = _load_text(va), _load_text(vb)
+                tx = type(x)
+                if tx is type(y) and (tx is str or tx is bool or (plain_numbers and (tx is int or tx is float))):
+                    if x != y:
+                        keys.add(difference_key(loc, DiffKind.CHANGED))
+                    continue
+            if walk is None:
+                walk = rawjson.RawWalk(_KeyWalker(opts, True, (sb, cb), True), _load_text)
+            walk.values(va, vb, loc)
+    except RecursionError:
+        return None  # the general path compares documents nested too deep as text
+    for key in mb:
+        if key not in ma and not ignored((key,)):
+            keys.add(difference_key((key,), DiffKind.EXTRA))
+    if walk is not None:
+        assert isinstance(walk.w, _KeyWalker)
+        keys |= walk.w.keys
+    return keys
+
+
+_CONTAINERS = frozenset(b"{[")
 
 
 _ERROR_KEY = f"error|{DiffKind.ERROR}"  # the keys of _diff_answers' first two differences

@@ -23,7 +23,7 @@ import msgspec
 from switchover.parity.kinds import DiffKind
 from switchover.parity.paths import Location, PathSet
 
-_OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+OBJECT = msgspec.json.Decoder(dict[str, msgspec.Raw])  # an object's members as texts
 _ARRAY = msgspec.json.Decoder(list[msgspec.Raw])
 _OPEN_OBJECT, _OPEN_ARRAY = ord("{"), ord("[")
 
@@ -64,7 +64,7 @@ class RawWalk:
     def objects(self, a: bytes | msgspec.Raw, b: bytes | msgspec.Raw, loc: Location) -> None:
         """Two JSON objects whose texts differ (raises ``DecodeError`` when one is not valid JSON)."""
         w = self.w
-        ma, mb = _OBJECT.decode(a), _OBJECT.decode(b)
+        ma, mb = OBJECT.decode(a), OBJECT.decode(b)
         for key, va in ma.items():
             vb = mb.get(key)
             if vb is None:
