@@ -1,10 +1,15 @@
 """Where the proxy's CPU goes with a parity sink: the same proxy, in-process, with different sinks.
 
     flock /tmp/bench.lock .venv/bin/python benchmarks/parity/sink_cost.py [--rounds 5] [--kb 2] [--sinks none,sink]
+    flock /tmp/bench.lock .venv/bin/python benchmarks/parity/sink_cost.py --instructions 2000 --rounds 1 --sinks off,none,sink
 
 Our own nginx serves the two answers (as ``proxy_mirror.py``); for each sink in turn a child
 process runs the proxy (mirror 20%) and wrk drives it; the child reports its CPU time per user
-request. Sinks: ``none`` (no sink: nothing buffered), ``take`` (both answers buffered and handed
+request. With ``--instructions N`` the child runs under valgrind's callgrind instead and gets
+exactly N requests (after 400 of warm-up): it reports the instructions it ran per user request,
+which the machine's load does not change (user space only; the mirror sample is seeded and the
+loop's time limits on the diff are lifted, so every run diffs the same pairs on the loop). Sinks:
+``off`` (mirror 0%: the reference for the target), ``none`` (no sink: nothing buffered), ``take`` (both answers buffered and handed
 over as the proxy holds them, ``submit_raw``, then thrown away), ``take-pair`` (the same handed over
 as a decoded ``MirrorPair``, as sinks without ``submit_raw`` get them), ``parse`` (and both parsed with orjson), ``diff`` (the proxy's cheap diff,
 ``QuickDiff.keys``, with the collector paused as ``ProcessSink`` runs it), ``diff-gc`` (the same
