@@ -9,14 +9,15 @@ the headers compared are decoded); the counts are summed and go to the worker ev
 loop spends at most ``QUICK_SHARE`` of its time on it: beyond that, pairs go to the worker process,
 as do the pairs of endpoints slow to diff, a differing pair whose sample the store wants, and every
 pair the cheap path cannot settle (``triage.py``, ``ParitySink``: the same cheap path, noise calls,
-full diff, samples, store writes; at the lowest CPU priority).
+full diff, samples, store writes; at the lowest CPU priority). With ``parity.diff_on: worker`` the
+loop diffs nothing: every pair goes to the worker (for a host with a core to spare).
 
 Why the loop and not only the worker (measured, docs/performance-parity.md): on a machine whose
 cores are busy, the worker's diff takes the same CPU from users' requests as the loop's, and more
 of users' 99th percentile latency (it is preempted and preempts at random); and a thread would take
 the GIL from the loop. Pairs for the worker are pickled one by one as they come (their bytes are
-still in the CPU's caches: ~2 us for two 2 KB answers), framed, and written every 20 ms, as much as
-the pipe takes without blocking (the rest when it is writable again). When the worker falls behind,
+still in the CPU's caches: ~2 us for two 2 KB answers), framed, and written every 20 ms with one
+writev, as much as the pipe takes without blocking (the rest when it is writable again). When the worker falls behind,
 the pipe fills, frames wait up to a cap, and further pairs are dropped and counted.
 """
 
@@ -52,6 +53,10 @@ log = logging.getLogger(__name__)
 _SHIP_EVERY = 0.02  # seconds: frames for the worker are written this often
 _MAX_UNSENT = 16 * 1024 * 1024  # bytes of frames waiting for the pipe before pairs are dropped
 _PIPE_SIZE = 1024 * 1024  # asked of the kernel for the pipe (Linux; the default is 64 KiB)
+try:  # parts per writev
+    _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX"))
+except (ValueError, OSError):
+    _IOV_MAX = 16  # POSIX's minimum
 _COUNT_EVERY = 0.25  # seconds: counts summed on the loop reach the worker (and the store) this often
 QUICK_SHARE = 0.25  # at most this share of the loop's time goes to the cheap diff (over _WINDOW)
 _WINDOW = 0.1  # seconds
@@ -80,7 +85,10 @@ class ProcessSink:
         self.budget, self.min_compared = plan_budget(plan)
         self._held: list[RawPair] = []  # pairs for the cheap path, diffed together (_hold)
         self._failed: set[str] = set()  # endpoints whose diff raised here (logged once)
-        self._out = bytearray()  # frames the pipe has not taken yet
+        # What the pipe has not taken yet: frames' parts as made (written with one writev, never
+        # gathered into one growing buffer, whose reallocations cost page faults), and their bytes.
+        self._out: list[bytes] = []
+        self._unsent = 0
         self.submitted = 0
         self.dropped = 0
         self.quick = 0  # pairs diffed on the loop
@@ -96,6 +104,7 @@ class ProcessSink:
         self._closed = False
         self._gone = False  # the worker process died: see _write
         self._lock = threading.Lock()  # only for close() racing a late submit from another thread
+        self._on_loop = parity.diff_on == "proxy"  # else every pair goes to the worker (a core to spare)
         self._quick = QuickDiff(Comparer(parity))
         self._pick = Picker(parity)
         self._window = float("-inf")  # when the current window of the loop's time began
@@ -126,7 +135,8 @@ class ProcessSink:
             return
         if self._pick.wants_noise(raw[0]):
             self._to_worker(raw, NOISE)
-        elif not raw[9] and len(raw[7]) <= self._quick.max_bytes and len(raw[12]) <= self._quick.max_bytes:
+        elif (self._on_loop and not raw[9] and len(raw[7]) <= self._quick.max_bytes
+              and len(raw[12]) <= self._quick.max_bytes):
             self._hold(raw)
         else:
             self._to_worker(raw, PAIR)
@@ -136,14 +146,14 @@ class ProcessSink:
         self.submit_raw(raw_from_pair(pair))
 
     def _to_worker(self, raw: RawPair, kind: int) -> None:
-        if self._gone or len(self._out) > _MAX_UNSENT:
+        if self._gone or self._unsent > _MAX_UNSENT:
             self._drop()
             return
         self.to_worker += 1
         # Pickled now, while its bytes are still in the CPU's caches; written with the next ship.
         data = pickle.dumps(raw, protocol=pickle.HIGHEST_PROTOCOL)
-        self._out += _HEAD.pack(len(data), kind)
-        self._out += data
+        self._out += (_HEAD.pack(len(data), kind), data)
+        self._unsent += _HEAD.size + len(data)
         self._schedule(_SHIP_EVERY)
 
     def skip(self, method: str, path: str, at: float, reason: str) -> None:
@@ -278,15 +288,32 @@ class ProcessSink:
         if self._gone:
             self._record_here(counts or Counts(), dropped, skipped)
         elif dropped or skipped or counts:
-            self._out += _frame(COUNTS, (dropped, skipped, counts))
+            self._queue_frame(COUNTS, (dropped, skipped, counts))
         if self._out and self._writer_loop is None:  # else the pipe is full: written when it drains
             self._write()
+
+    def _queue_frame(self, kind: int, message: object) -> None:
+        frame = _frame(kind, message)
+        self._out.append(frame)
+        self._unsent += len(frame)
+
+    def _write_some(self) -> None:
+        """One writev of what waits (raises as os.writev does); what it took is forgotten."""
+        out = self._out
+        n = os.writev(self._fd, out[:_IOV_MAX])
+        self._unsent -= n
+        done = 0
+        while done < len(out) and n >= len(out[done]):
+            n -= len(out[done])
+            done += 1
+        del out[:done]
+        if n:  # a part taken in part (the pipe filled up)
+            out[0] = out[0][n:]
 
     def _write(self) -> None:
         try:
             while self._out:
-                n = os.write(self._fd, self._out)
-                del self._out[:n]
+                self._write_some()
         except BlockingIOError:
             self._want_writable(True)
             return
@@ -294,9 +321,10 @@ class ProcessSink:
             # Said once. The loop's own counts still reach the store (written from here); pairs it
             # would hand over (samples, noise, what it cannot settle) are dropped and counted.
             log.error("parity: the diff worker is gone (%s): %d bytes of pairs and counts lost; the proxy now "
-                      "writes its counts itself and drops the pairs the worker would diff", exc, len(self._out))
+                      "writes its counts itself and drops the pairs the worker would diff", exc, self._unsent)
             self._gone = True
             self._out.clear()
+            self._unsent = 0
         self._want_writable(False)
 
     def _record_here(self, counts: Counts, dropped: int, skipped: list[tuple[str, str, float, str]]) -> None:
@@ -328,8 +356,9 @@ class ProcessSink:
                           "diff_seconds_in_proxy": round(self.quick_seconds, 6),
                           "to_worker": self.to_worker,
                           "skipped_too_large": self.skipped,
-                          "unsent_bytes": len(self._out), "worker_alive": self._process.is_alive(),
-                          "diff": "proxy loop (answers up to 64 KiB) + process"}}
+                          "unsent_bytes": self._unsent, "worker_alive": self._process.is_alive(),
+                          "diff": ("proxy loop (answers up to 64 KiB) + process" if self._on_loop
+                                   else "process (parity.diff_on: worker)")}}
         return build_report(self.store, self.plan.parity, self.budget, self.min_compared, extra=extra).to_json()
 
     # ------------------------------------------------------------ after the loop has ended
@@ -348,13 +377,13 @@ class ProcessSink:
             self._conn.close()
             self.store.close()
             return
-        self._out += _frame(COUNTS, (self._unsent_dropped, self._skipped, counts or None)) + _frame(STOP, None)
+        self._queue_frame(COUNTS, (self._unsent_dropped, self._skipped, counts or None))
+        self._queue_frame(STOP, None)
         self._skipped = []
         os.set_blocking(self._fd, True)
         with contextlib.suppress(OSError):
             while self._out:
-                n = os.write(self._fd, self._out)
-                del self._out[:n]
+                self._write_some()
         self._conn.close()
         self._process.join(timeout=30)
         if self._process.is_alive():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -35,6 +36,10 @@ class Parity(Strict):
                                           "of `parity serve` then requires (/healthz stays open)")
     queue: int = Field(10000, ge=1, description="pairs waiting for a diff; beyond it copies are dropped and counted")
     concurrency: int = Field(16, ge=1, description="upstream calls in flight for `parity serve`")
+    diff_on: Literal["proxy", "worker"] = Field(
+        "proxy", description="where the built-in proxy diffs mirrored pairs: `proxy`, small answers on its own event "
+        "loop (least CPU in all: for busy hosts); `worker`, every pair in its parity process, the proxy only hands "
+        "them over (for a host with a core to spare)")
 
     @field_validator("ignore", "unordered")
     @classmethod

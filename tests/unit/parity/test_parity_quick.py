@@ -317,6 +317,71 @@ def test_the_proxys_sink_counts_on_the_loop_and_keeps_samples_from_the_worker(tm
         assert tally.endpoints[0].skipped == 1
 
 
+def test_with_diff_on_worker_the_loop_diffs_nothing_and_the_worker_finds_the_same(tmp_path: Path) -> None:
+    sink = worker.ProcessSink(_plan(tmp_path, ignore=["$.at"], samples=3, diff_on="worker"))
+
+    async def proxy_loop() -> None:
+        for i in range(200):
+            sink.submit(_pair(i))
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+        await asyncio.sleep(0.1)
+
+    try:
+        asyncio.run(proxy_loop())
+    finally:
+        sink.close()
+    assert (sink.quick, sink.to_worker, sink.dropped) == (0, 200, 0)
+    with _written(tmp_path) as store:
+        tally = store.tally()
+        assert [(e.endpoint, e.compared) for e in tally.endpoints] == [("GET /orders/{id}", 200)]
+        assert [(f.field, f.kind, f.diffs) for f in tally.fields] == [("$.total", "changed", 100)]
+        samples = store.samples(10)
+        assert len(samples) == 3 and all("s3cret" not in json.dumps(s) for s in samples)
+
+
+def test_pairs_wait_whole_while_the_worker_is_stopped_and_are_all_compared_after(tmp_path: Path) -> None:
+    """The pipe fills (the worker is stopped), writes are taken in part; nothing is lost or torn."""
+    import os
+    import signal
+
+    sink = worker.ProcessSink(_plan(tmp_path, ignore=["$.at", "$.pad"], samples=0, diff_on="worker"))
+    pad = "x" * 20_000  # ~40 KB per pair: 100 pairs are more than the pipe holds
+    waiting: list[int] = []
+
+    def big(i: int) -> MirrorPair:
+        p = _pair(i)
+        s, c = (json.loads(a.body) | {"pad": pad + str(i)} for a in (p.stable, p.candidate))
+        return MirrorPair(p.method, p.path, p.headers, p.body, Answer(200, (JSON_CT,), json.dumps(s).encode(), 0.0),
+                          Answer(200, (JSON_CT,), json.dumps(c).encode(), 0.0), p.at)
+
+    async def proxy_loop() -> None:
+        os.kill(sink._process.pid, signal.SIGSTOP)
+        try:
+            for i in range(100):
+                sink.submit(big(i))
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.2)  # ships: the pipe takes what it can
+            waiting.append(sink.report()["sink"]["unsent_bytes"])
+        finally:
+            os.kill(sink._process.pid, signal.SIGCONT)
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if not sink.report()["sink"]["unsent_bytes"]:
+                break
+        waiting.append(sink.report()["sink"]["unsent_bytes"])
+
+    try:
+        asyncio.run(proxy_loop())
+    finally:
+        sink.close()
+    assert waiting[0] > 0 and waiting[1] == 0  # frames waited for the pipe, then all went
+    assert (sink.to_worker, sink.dropped) == (100, 0)
+    with _written(tmp_path) as store:
+        tally = store.tally()
+        assert tally.endpoints[0].compared == 100 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 50)]
+
+
 def test_beyond_its_share_of_the_loop_pairs_go_to_the_worker_and_are_all_compared(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker, "QUICK_SHARE", 0.0)
