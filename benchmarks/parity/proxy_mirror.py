@@ -1,6 +1,6 @@
 """Proxy throughput with mirror 20% + diff against mirror off, as a ratio in one run.
 
-    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2] [--pin]
+    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2] [--pin] [--diff-on worker]
 
 Stable and candidate are our own nginx (static JSON answers of ``--kb`` KB that differ in a
 timestamp, ignored, and one field), the built-in proxy runs with ``--plan`` so that its parity sink
@@ -128,6 +128,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kb", type=int, default=2, help="size of the JSON answers")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--diff-on", choices=("proxy", "worker"), default="proxy",
+                        help="the plan's parity.diff_on: pairs diffed on the proxy's loop, or all in the worker")
     parser.add_argument("--pin", action="store_true",
                         help="the proxies on the last CPU, wrk and nginx on the others (the parity worker with them): "
                              "the proxy's own throughput, not the machine's (needs 2 CPUs or more)")
@@ -151,7 +153,7 @@ stable: {{url: "{stable}"}}
 candidate: {{url: "{candidate}"}}
 traffic: {{driver: proxy, listen: "127.0.0.1:{ports['listen']}", admin: "127.0.0.1:{ports['admin']}",
           state_file: "{tmp}/split.json"}}
-parity: {{ignore: ["$.generated_at"]}}
+parity: {{ignore: ["$.generated_at"], diff_on: {args.diff_on}}}
 """)
             py = sys.executable
             with_diff = procs.start([py, "-m", "switchover", "proxy", "--plan", str(plan)])
@@ -199,6 +201,7 @@ parity: {{ignore: ["$.generated_at"]}}
     r_copies = statistics.median(b / a for a, b in zip(off, copies, strict=True))
     print(f"answers: {args.kb} KB JSON; wrk -c{args.connections}, {args.rounds} rounds of {args.seconds:g}s, "
           "medians (ratios: median of per-round ratios)"
+          + f"; parity.diff_on: {args.diff_on}"
           + (f"; proxies pinned to CPU {PIN['proxy'][-1]}, wrk, nginx and the parity worker to CPU "
              f"{PIN['load'][-1]}" if args.pin else ""))
     print(f"mirror off              {m_off:9.0f} req/s   1.00")

@@ -340,6 +340,24 @@ def test_with_diff_on_worker_the_loop_diffs_nothing_and_the_worker_finds_the_sam
         assert len(samples) == 3 and all("s3cret" not in json.dumps(s) for s in samples)
 
 
+class _Headers(list[tuple[bytes, bytes]]):
+    """A caller's own type of headers: marshal refuses it, pickle takes it."""
+
+
+def test_pairs_of_types_marshal_cannot_write_are_pickled_and_compared(tmp_path: Path) -> None:
+    sink = worker.ProcessSink(_plan(tmp_path, ignore=["$.at"], samples=0, diff_on="worker"))
+    try:
+        for i in range(4):
+            raw = raw_from_pair(_pair(i))
+            sink.submit_raw((*raw[:6], _Headers(raw[6]), *raw[7:]))  # type: ignore[arg-type]
+    finally:
+        sink.close()
+    assert (sink.to_worker, sink.dropped) == (4, 0)
+    with _written(tmp_path) as store:
+        tally = store.tally()
+        assert tally.endpoints[0].compared == 4 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 2)]
+
+
 def test_pairs_wait_whole_while_the_worker_is_stopped_and_are_all_compared_after(tmp_path: Path) -> None:
     """The pipe fills (the worker is stopped), writes are taken in part; nothing is lost or torn."""
     import os
