@@ -47,6 +47,7 @@ def test_defaults_follow_the_checklist(tmp_path: Path) -> None:
         ("steps:\n  - bogus: {}\n", ":6: steps[0]: a step is a one-key mapping"),
         ("analysis:\n  interval: soon\n", ":6: analysis.interval"),
         ("notify:\n  - {slack: 'env:X', webhook: 'env:Y'}\n", ":6: notify[0]"),
+        ("parity:\n  diff_on: elsewhere\n", ":6: parity.diff_on: Input should be 'proxy' or 'worker'"),
     ],
 )
 def test_bad_plans_name_file_line_and_field(tmp_path: Path, body: str, expected: str) -> None:

@@ -475,3 +475,23 @@ def test_datamove_rcdc_mariadb_candidate_plan_steps(pg_pair: tuple[str, str], my
         for bg in ctx.backgrounds.values():
             bg.stop()
     assert_identical(stable, candidate)
+
+
+def test_the_binlog_position_is_read_on_servers_without_show_binary_log_status(my_db: str) -> None:
+    """MariaDB does not know SHOW BINARY LOG STATUS (MySQL 8.2+; 8.4 removed SHOW MASTER STATUS): the
+    position comes from SHOW MASTER STATUS instead, and it moves past a committed write."""
+    from switchover.data.cdc import mysql as mysql_cdc
+
+    _exec(my_db, MY_DDL)
+    side = Side.open(my_db)
+    try:
+        before = mysql_cdc.current_position(side)
+        log_file, pos = side.execute("SHOW MASTER STATUS")[0][:2]
+        side.finish_read()
+        assert before == f"{log_file}:{pos}"
+        side.execute(f"INSERT INTO {TABLE} (id, customer, status) VALUES (1, 1, 'paid')")
+        side.commit()
+        after = mysql_cdc.current_position(side)
+        assert mysql_cdc.position_key(after) > mysql_cdc.position_key(before)
+    finally:
+        side.close()

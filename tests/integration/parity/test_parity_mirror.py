@@ -31,10 +31,10 @@ def candidate_changes(oid: int, doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def proxy_plan(dir_: Any, stable: str, candidate: str) -> tuple[Any, int, int]:
+def proxy_plan(dir_: Any, stable: str, candidate: str, **parity: Any) -> tuple[Any, int, int]:
     listen, admin = free_port(), free_port()
     dir_.mkdir(parents=True, exist_ok=True)
-    plan = write_plan(dir_, stable, candidate, IGNORE)
+    plan = write_plan(dir_, stable, candidate, {**IGNORE, **parity})
     text = plan.read_text().replace("driver: proxy", f"driver: proxy\n  listen: 127.0.0.1:{listen}\n"
                                     f"  admin: 127.0.0.1:{admin}\n  state_file: {dir_}/split.json")
     plan.write_text(text)
@@ -81,6 +81,23 @@ def test_parity_serve_behind_nginx_mirror_reports_the_same_fields_as_the_builtin
     # Every copy the candidate saw carried the shadow header; stable saw each path from users and serve.
     copies = [h for _, p, h in candidate.seen if p.startswith("/orders/")]
     assert copies and all(h.get("x-switchover-shadow") == "1" for h in copies)
+
+
+def test_the_builtin_proxy_with_diff_on_worker_finds_the_same_and_diffs_nothing_on_its_loop(
+        services, processes, tmp_path) -> None:
+    stable, candidate = services(), services(candidate_changes)
+    plan, listen, admin = proxy_plan(tmp_path, stable.url, candidate.url, diff_on="worker")
+    start_proxy(processes, plan, admin)
+    assert httpx.put(f"http://127.0.0.1:{admin}/api/v1/split", json={"mirror_percent": 100}).status_code == 200
+    with httpx.Client(base_url=f"http://127.0.0.1:{listen}") as users:
+        assert all(users.get(f"/orders/{i}").status_code == 200 for i in range(200))
+    wait_for(lambda: httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()["compared"] == 200,
+             what="the proxy's worker to compare 200 answers")
+    report = httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()
+    assert fields_of(report) == {("GET /orders/{id}", "$.total_cents", "changed", 20),
+                                 ("GET /orders/{id}", "$.status", "type", 8), ("GET /orders/{id}", "$.items", "missing", 4)}
+    sink = report["sink"]
+    assert (sink["diffed_in_proxy"], sink["to_worker"], sink["dropped"]) == (0, 200, 0)
 
 
 def test_users_complete_while_slow_copies_are_in_flight(services, processes, tmp_path) -> None:

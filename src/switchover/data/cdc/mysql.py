@@ -55,7 +55,7 @@ def check_settings(side: Side) -> list[str]:
 
 
 def _check_replication_grants(side: Side) -> None:
-    """Reading the binlog needs REPLICATION SLAVE (and SHOW MASTER STATUS: REPLICATION CLIENT / BINLOG
+    """Reading the binlog needs REPLICATION SLAVE (and its status: REPLICATION CLIENT / BINLOG
     MONITOR); say which grant is missing instead of failing later on the reader's thread."""
     try:
         grants = " ".join(str(r[0]) for r in side.execute("SHOW GRANTS FOR CURRENT_USER()")).upper()
@@ -114,11 +114,23 @@ def request_drain(side: Side, stream: str) -> str:
     return goal
 
 
+_PARSE_ERROR = 1064  # ER_PARSE_ERROR: a statement this server does not know
+
+
 def current_position(side: Side) -> str:
-    rows = side.execute("SHOW MASTER STATUS")
+    """Where the binlog ends now (``file:position``). MySQL 8.2+ says it with SHOW BINARY LOG STATUS
+    (8.4 removed SHOW MASTER STATUS); MariaDB and older MySQL only know SHOW MASTER STATUS."""
+    import pymysql
+
+    try:
+        rows = side.execute("SHOW BINARY LOG STATUS")
+    except pymysql.err.ProgrammingError as exc:
+        if not exc.args or exc.args[0] != _PARSE_ERROR:
+            raise
+        rows = side.execute("SHOW MASTER STATUS")
     side.finish_read()
     if not rows:
-        raise UserError(f"{side.url.safe}: SHOW MASTER STATUS is empty: binary logging is off")
+        raise UserError(f"{side.url.safe}: the binary log status is empty: binary logging is off")
     return f"{rows[0][0]}:{rows[0][1]}"
 
 
