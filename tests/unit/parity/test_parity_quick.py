@@ -292,7 +292,12 @@ def _pair(i: int) -> MirrorPair:
 
 
 @pytest.mark.parametrize("diff_on", ["proxy", "worker"])
-def test_the_proxys_sink_counts_every_pair_and_keeps_samples_from_the_worker(tmp_path: Path, diff_on: str) -> None:
+def test_the_proxys_sink_counts_every_pair_and_keeps_samples_from_the_worker(
+        tmp_path: Path, diff_on: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The loop's time limits have tests of their own; here a preemption of this process on a busy
+    # machine (one pair's wall time) must not send the endpoint to the worker as slow.
+    monkeypatch.setattr(worker, "QUICK_SHARE", 1.0)
+    monkeypatch.setattr(worker, "_SLOW_PAIR", float("inf"))
     sink = worker.ProcessSink(_plan(tmp_path, ignore=["$.at"], samples=3, diff_on=diff_on))
 
     async def proxy_loop() -> None:  # as the proxy calls it: on its event loop, which ships on timers
@@ -319,6 +324,51 @@ def test_the_proxys_sink_counts_every_pair_and_keeps_samples_from_the_worker(tmp
         assert sink.quick >= 190 and sink.to_worker >= 3  # most diffed in place; samples from the worker
     else:
         assert (sink.quick, sink.to_worker, sink.dropped) == (0, 200, 0)  # the loop diffs nothing
+
+
+def test_with_a_second_stable_the_worker_calls_it_and_counts_what_differs_there_as_noise(tmp_path: Path) -> None:
+    """The proxy's sink hands each read to the worker (a noise frame), which calls the second stable
+    over a real socket: $.at differs there too (noise), $.total only from the candidate."""
+    import http.server
+    import threading
+
+    class SecondStable(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            i = int(self.path.rsplit("/", 1)[1])
+            body = json.dumps({"id": i, "total": 100, "at": i + 0.5}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SecondStable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sink = worker.ProcessSink(_plan(tmp_path, samples=0,
+                                        stable_secondary=f"http://127.0.0.1:{server.server_port}"))
+
+        async def proxy_loop() -> None:
+            for i in range(20):
+                sink.submit(_pair(i))
+            await asyncio.sleep(0.1)
+
+        try:
+            asyncio.run(proxy_loop())
+        finally:
+            sink.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (sink.quick, sink.to_worker, sink.dropped) == (0, 20, 0)
+    with _written(tmp_path) as store:
+        tally = store.tally()
+        assert (tally.endpoints[0].compared, tally.endpoints[0].noise_compared) == (20, 20)
+        fields = {(f.field, f.kind): (f.diffs, f.noise_diffs) for f in tally.fields}
+        assert fields == {("$.at", "changed"): (19, 20), ("$.total", "changed"): (10, 0)}  # at 0 == -0
 
 
 class _Headers(list[tuple[bytes, bytes]]):
