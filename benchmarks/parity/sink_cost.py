@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import os
 import re
@@ -139,6 +140,10 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
             plan_path=None, listen=f"127.0.0.1:{port}", admin="127.0.0.1:0", stable=stable, candidate=candidate,
             app_name="sw_sink_cost", weight=0, mirror=20, mirror_writes=False, sticky_header=None,
             sticky_cookie=None, state_file=tmp / f"split-{port}.json", admin_token=None, workers=None)
+        if os.environ.get("SW_SINK_COST_UNTIMED"):  # copies wait as many times longer for company (see _sink)
+            scale = float(os.environ.get("SW_SINK_COST_TIMER_SCALE", "1"))
+            limits = config.limits.model_copy(update={"mirror_batch_wait": config.limits.mirror_batch_wait * scale})
+            config = dataclasses.replace(config, limits=limits)
         running = await start(config, Split(0, 0 if sink_name == "off" else 20), sink)  # type: ignore[arg-type]
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -248,7 +253,8 @@ def main() -> None:
                         help="instead of wrk: N requests with the proxy under valgrind's callgrind, which counts "
                              "the instructions the proxy ran per user request (repeatable, whatever the load)")
     parser.add_argument("--timer-scale", type=float, default=40.0, metavar="X",
-                        help="with --instructions: the sink's timers (pairs held, shipped) run X times slower, as "
+                        help="with --instructions: the sink's timers (pairs held, shipped) and the copies' wait for "
+                             "company (limits.mirror_batch_wait) run X times slower, as "
                              "callgrind runs the proxy (measured here: ~400 requests/s against ~16,000 with wrk), so "
                              "that as many pairs share each timer as at full speed; 1: the timers as they are")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)

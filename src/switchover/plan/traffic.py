@@ -47,6 +47,9 @@ class ProxyLimits(Strict):
     body_copy_cap: int = Field(64 * 1024, description="bodies up to this size are copied for mirror and retry")
     max_in_flight: int = Field(1024, ge=1, description="per upstream; beyond it 503 with Retry-After")
     max_mirrors_in_flight: int = Field(64, ge=1)
+    mirror_batch_wait: Duration = Field(0.002, ge=0, le=1,
+                                        description="copies wait up to this long to leave together, pipelined on one "
+                                                    "connection (up to 16); 0: only those of one turn of the event loop")
 
 
 class NginxRouter(Strict):

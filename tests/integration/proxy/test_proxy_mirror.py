@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -198,3 +199,62 @@ def test_copies_left_unanswered_when_the_candidate_closes_a_pipeline_are_sent_ag
     mirror = stats["mirror"]
     assert (mirror["completed"], mirror["failed"]) == (320, 0)
     assert mirror["retried"] > 0  # pipelines were cut, and what they left unanswered went again
+
+
+def test_copies_wait_for_company_and_leave_together_on_one_connection(stable: Upstream, tmp_path: Path) -> None:
+    # limits.mirror_batch_wait: a copy waits up to that long for others, and they leave in one write,
+    # pipelined on one connection (fewer writes and reads for the proxy); the 16th of a batch sends
+    # them all at once, and copies still waiting when the proxy drains leave then. The wait here is a
+    # minute, far longer than the test: whatever reached the candidate went for one of those reasons.
+    reads: list[bytes] = []  # what the candidate read, read by read
+    connections = 0
+
+    class Candidate(asyncio.Protocol):  # reads recorded as they come (a reset loses none)
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            nonlocal connections
+            connections += 1
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            reads.append(data)
+            answers = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok" * data.count(b"\r\n\r\n")
+            self.transport.write(answers)  # type: ignore[attr-defined]
+
+    def copies() -> int:
+        return sum(r.count(b"x-switchover-shadow: 1") for r in reads)
+
+    async def until(check: Any) -> None:
+        for _ in range(500):
+            if check():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("condition not reached")
+
+    async def scenario() -> tuple[list[int], list[int], int]:
+        server = await asyncio.get_running_loop().create_server(Candidate, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        config, _ = build_config(
+            plan_path=None, listen="127.0.0.1:0", admin="127.0.0.1:0", stable=stable.url,
+            candidate=f"http://127.0.0.1:{port}", app_name="sw_proxy_batch", weight=0, mirror=100,
+            mirror_writes=False, sticky_header=None, sticky_cookie=None, state_file=tmp_path / "s.json",
+            admin_token=None, workers=None)
+        config = dataclasses.replace(config, limits=config.limits.model_copy(update={"mirror_batch_wait": 60.0}))
+        running = await start(config, Split(0, 100), None)
+        base = f"http://127.0.0.1:{running.listen_port}"
+        async with httpx.AsyncClient() as client:
+            waiting = [(await client.get(base + f"/echo?i={i}")).status_code for i in range(15)]
+            assert copies() == 0  # 15 users answered, their copies still waiting for company
+            waiting.append((await client.get(base + "/echo?i=15")).status_code)
+            await until(lambda: copies() == 16)
+            first_read = reads[0].count(b"x-switchover-shadow: 1")
+            late = [(await client.get(base + "/echo?i=16")).status_code]
+            assert copies() == 16
+        await running.stop(5)  # draining: the 17th leaves without waiting out its minute
+        await until(lambda: copies() == 17)
+        server.close()
+        return waiting, late, first_read
+
+    waiting, late, first_read = asyncio.run(scenario())
+    assert waiting + late == [200] * 17
+    assert first_read == 16  # the 16 copies came in the candidate's first read: one write
+    assert connections <= 2  # the batch on one connection, the last copy on it or on a new one

@@ -48,7 +48,8 @@ class Proxy:
                                 limits.max_in_flight)
         mirror_pool = Pool(config.candidate, config.ssl_context(config.candidate), limits.connect_timeout,
                            limits.max_mirrors_in_flight)
-        self.mirror = Mirror(self, mirror_pool, sink, limits.body_copy_cap, limits.response_timeout)
+        self.mirror = Mirror(self, mirror_pool, sink, limits.body_copy_cap, limits.response_timeout,
+                             limits.mirror_batch_wait)
         self.sink = sink
         self.conns: set[ClientConn] = set()
         self.draining = False
@@ -136,6 +137,7 @@ class Proxy:
     def start_draining(self) -> None:
         """Stop keep-alive: idle client connections close now, busy ones after their current answer."""
         self.draining = True
+        self.mirror.flush()  # copies waiting for company leave now
         for conn in list(self.conns):
             if not conn.queue and conn.parsing is None and conn.head_started is None:
                 conn.close()

@@ -8,6 +8,7 @@ cap) and handed over as a ``MirrorPair``; without one, nothing is buffered.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -94,7 +95,8 @@ def error_kind(kind: str) -> str:
 
 
 class Mirror:
-    def __init__(self, proxy: Proxy, pool: Pool, sink: MirrorSink | None, cap: int, timeout: float) -> None:
+    def __init__(self, proxy: Proxy, pool: Pool, sink: MirrorSink | None, cap: int, timeout: float,
+                 batch_wait: float = 0.0) -> None:
         self.proxy = proxy
         self.pool = pool
         self.sink = sink
@@ -102,7 +104,9 @@ class Mirror:
         self.submit_raw: Callable[[RawPair], None] | None = getattr(sink, "submit_raw", None)
         self.cap = cap
         self.timeout = timeout
+        self.batch_wait = batch_wait
         self._batch: list[MirrorCopy] = []
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
 
     def new_pair(self, exchange: Exchange) -> PairSlot | None:
         return PairSlot(self, exchange) if self.sink is not None else None
@@ -127,18 +131,31 @@ class Mirror:
         if copy.head_only:  # the answer to HEAD cannot be told from the next one's start: alone
             self._send([copy])
             return
-        # Copies made in the same turn of the event loop leave together, pipelined on one connection:
-        # one write (and mostly one read) for several, which keeps mirroring cheap for the proxy.
-        self._batch.append(copy)
-        if len(self._batch) == 1:
-            self.proxy.loop.call_soon(self._flush)
+        # Copies made within ``batch_wait`` (2 ms) of the first leave together, pipelined on one
+        # connection: one write (and mostly one read) for several, which makes each copy cheaper for
+        # the proxy (~15% fewer instructions at 16,000 requests/s, mirror 20%: docs/performance-parity.md).
+        # Nobody waits for a copy; its latency is measured from when it leaves.
+        batch = self._batch
+        batch.append(copy)
+        if len(batch) >= MAX_PIPELINE:
+            self.flush()
+        elif len(batch) == 1:
+            loop = self.proxy.loop
+            self._timer = loop.call_later(self.batch_wait, self.flush) if self.batch_wait else loop.call_soon(self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """The copies waiting for company leave now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         batch, self._batch = self._batch, []
-        for start in range(0, len(batch), MAX_PIPELINE):
-            self._send(batch[start:start + MAX_PIPELINE])
+        if batch:
+            self._send(batch)
 
     def _send(self, copies: list[MirrorCopy]) -> None:
+        now = time.monotonic()  # the copies' latency: from here, not from when they began to wait
+        for copy in copies:
+            copy.started = now
         pipeline = MirrorPipeline(self, copies)
         conn = self.pool.take()
         if conn is not None:
@@ -257,7 +274,7 @@ class MirrorCopy:
         self.headers: RawHeaders = []
         self.chunks: list[bytes] = []
         self.size = 0
-        self.started = time.monotonic()
+        self.started = 0.0  # when it leaves (Mirror._send)
 
     @staticmethod
     def _build_head(mirror: Mirror, exchange: Exchange, body: bytes) -> bytes:
