@@ -1,6 +1,6 @@
 """Proxy throughput with mirror 20% + diff against mirror off, as a ratio in one run.
 
-    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2] [--pin] [--diff-on worker]
+    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2] [--pin] [--diff-on worker] [--copies-from worker]
 
 Stable and candidate are our own nginx (static JSON answers of ``--kb`` KB that differ in a
 timestamp, ignored, and one field), the built-in proxy runs with ``--plan`` so that its parity sink
@@ -130,6 +130,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--diff-on", choices=("proxy", "worker"), default="proxy",
                         help="the plan's parity.diff_on: pairs diffed on the proxy's loop, or all in the worker")
+    parser.add_argument("--copies-from", choices=("proxy", "worker"), default="proxy",
+                        help="the plan's parity.copies_from: the proxy sends the copies, or its parity worker does "
+                             "(and diffs every pair)")
     parser.add_argument("--pin", action="store_true",
                         help="the proxies on the last CPU, wrk and nginx on the others (the parity worker with them): "
                              "the proxy's own throughput, not the machine's (needs 2 CPUs or more)")
@@ -153,7 +156,7 @@ stable: {{url: "{stable}"}}
 candidate: {{url: "{candidate}"}}
 traffic: {{driver: proxy, listen: "127.0.0.1:{ports['listen']}", admin: "127.0.0.1:{ports['admin']}",
           state_file: "{tmp}/split.json"}}
-parity: {{ignore: ["$.generated_at"], diff_on: {args.diff_on}}}
+parity: {{ignore: ["$.generated_at"], diff_on: {args.diff_on}, copies_from: {args.copies_from}}}
 """)
             py = sys.executable
             with_diff = procs.start([py, "-m", "switchover", "proxy", "--plan", str(plan)])
@@ -201,7 +204,7 @@ parity: {{ignore: ["$.generated_at"], diff_on: {args.diff_on}}}
     r_copies = statistics.median(b / a for a, b in zip(off, copies, strict=True))
     print(f"answers: {args.kb} KB JSON; wrk -c{args.connections}, {args.rounds} rounds of {args.seconds:g}s, "
           "medians (ratios: median of per-round ratios)"
-          + f"; parity.diff_on: {args.diff_on}"
+          + f"; parity.diff_on: {args.diff_on}, copies_from: {args.copies_from}"
           + (f"; proxies pinned to CPU {PIN['proxy'][-1]}, wrk, nginx and the parity worker to CPU "
              f"{PIN['load'][-1]}" if args.pin else ""))
     print(f"mirror off              {m_off:9.0f} req/s   1.00")

@@ -15,8 +15,10 @@ as a decoded ``MirrorPair``, as sinks without ``submit_raw`` get them), ``parse`
 ``QuickDiff.keys``, with the collector paused as ``ProcessSink`` runs it), ``diff-gc`` (the same
 with the collector on), ``sink`` (the sink the proxy gets with ``--plan``: ``worker.ProcessSink``,
 cheap-path pairs diffed a few milliseconds' worth together) and ``sink-each`` (the same sink diffing
-each pair as it comes) and ``sink-worker`` (the same sink with ``parity.diff_on: worker``: every
-pair handed to the worker process, whose instructions are not counted). Rounds alternate the sinks; medians. ``--sinks a,b`` runs some of them (the
+each pair as it comes), ``sink-worker`` (the same sink with ``parity.diff_on: worker``: every
+pair handed to the worker process, whose instructions are not counted) and ``sink-copies`` (with
+``parity.copies_from: worker``: the worker sends the copies too; the proxy hands over each request
+with the stable answer). Rounds alternate the sinks; medians. ``--sinks a,b`` runs some of them (the
 first is the reference).
 """
 
@@ -38,7 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-SINKS = ("off", "none", "take", "take-pair", "parse", "diff", "diff-gc", "sink", "sink-each", "sink-worker")
+SINKS = ("off", "none", "take", "take-pair", "parse", "diff", "diff-gc", "sink", "sink-each", "sink-worker",
+         "sink-copies")
 
 
 class _TakePair:
@@ -90,10 +93,11 @@ class _Diff(_TakePair):
             gc.enable()
 
 
-def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True, loop: bool = True) -> Any:
+def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True, loop: bool = True, copies: bool = False) -> Any:
     """The sink the proxy gets with ``--plan`` (worker.ProcessSink); ``hold=False``: each pair
     diffed as it comes instead of a few milliseconds' worth together; ``loop=False``: every pair
-    handed to the worker process (``parity.diff_on: worker``)."""
+    handed to the worker process (``parity.diff_on: worker``); ``copies``: the worker sends the
+    copies too (``parity.copies_from: worker``)."""
     from switchover.parity import worker
     from switchover.plan import plan_from_dict
 
@@ -109,7 +113,8 @@ def _sink(tmp: Path, stable: str, candidate: str, hold: bool = True, loop: bool 
         worker._HOLD, worker._SHIP_EVERY, worker._COUNT_EVERY = (
             worker._HOLD * scale, worker._SHIP_EVERY * scale, worker._COUNT_EVERY * scale)
     plan = plan_from_dict({"name": f"sw_sink_cost_{os.getpid()}", "stable": {"url": stable},
-                           "candidate": {"url": candidate}, "parity": {"ignore": ["$.generated_at"], "diff_on": "proxy" if loop else "worker"}},
+                           "candidate": {"url": candidate}, "parity": {"ignore": ["$.generated_at"], "diff_on": "proxy" if loop else "worker",
+                                                                       "copies_from": "worker" if copies else "proxy"}},
                           filename=str(tmp / "plan.yaml"))
     return worker.ProcessSink(plan)
 
@@ -124,7 +129,8 @@ def child(sink_name: str, stable: str, candidate: str, port: int, tmp: Path) -> 
     sinks = {"off": lambda: None, "none": lambda: None, "take": _Take, "take-pair": _TakePair, "parse": _Parse, "diff": lambda: _Diff(True),
              "diff-gc": lambda: _Diff(False), "sink": lambda: _sink(tmp, stable, candidate),
              "sink-each": lambda: _sink(tmp, stable, candidate, hold=False),
-             "sink-worker": lambda: _sink(tmp, stable, candidate, loop=False)}
+             "sink-worker": lambda: _sink(tmp, stable, candidate, loop=False),
+             "sink-copies": lambda: _sink(tmp, stable, candidate, loop=False, copies=True)}
     sink = sinks[sink_name]()
     if os.environ.get("SW_SINK_COST_UNTIMED"):
         import random

@@ -70,6 +70,7 @@ class Triage:
         self.quick = QuickDiff(sink.comparer)
         self.counts = Counts()
         self.dropped = 0  # by the proxy, not yet in the store
+        self.counters: dict[str, int] = {}  # other named counters (the copies the worker sent), not yet in the store
         self.due = time.monotonic() + COUNT_EVERY
         self.counted_here = 0  # pairs settled by the cheap path
         self.full = 0  # pairs given to the full diff
@@ -115,11 +116,12 @@ class Triage:
         if not force and now < self.due:
             return self.due - now
         counts, self.counts = self.counts, Counts()
-        dropped, self.dropped = self.dropped, 0
+        counters = {"dropped": self.dropped, **self.counters}
+        self.dropped, self.counters = 0, {}
         self.pick.new_window()
         self.due = now + COUNT_EVERY
         if counts:
-            self.sink.store.record_counts(counts, {"dropped": dropped})
-        elif dropped:
-            self.sink.store.record([], {"dropped": dropped})
+            self.sink.store.record_counts(counts, counters)
+        elif any(counters.values()):
+            self.sink.store.record([], counters)
         return COUNT_EVERY

@@ -10,7 +10,9 @@ loop spends at most ``QUICK_SHARE`` of its time on it: beyond that, pairs go to 
 as do the pairs of endpoints slow to diff, a differing pair whose sample the store wants, and every
 pair the cheap path cannot settle (``triage.py``, ``ParitySink``: the same cheap path, noise calls,
 full diff, samples, store writes; at the lowest CPU priority). With ``parity.diff_on: worker`` the
-loop diffs nothing: every pair goes to the worker (for a host with a core to spare).
+loop diffs nothing: every pair goes to the worker (for a host with a core to spare). With
+``parity.copies_from: worker`` the worker also sends the copies (``copies.py``): the proxy hands over
+each request, as the copy's bytes, with the user's stable answer, and never touches the candidate.
 
 Why the loop and not only the worker (measured, docs/performance-parity.md): on a machine whose
 cores are busy, the worker's diff takes the same CPU from users' requests as the loop's, and more
@@ -33,9 +35,11 @@ import marshal
 import multiprocessing
 import os
 import pickle
+import signal
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +48,10 @@ from switchover.parity.quick import Counts, QuickDiff
 from switchover.parity.report import build_report, plan_budget
 from switchover.parity.store import MismatchStore, store_path
 from switchover.parity.triage import Picker
-from switchover.traffic.proxy.hooks import MirrorPair, RawPair, raw_from_pair
+from switchover.traffic.proxy.hooks import CopyTarget, MirrorPair, RawCopy, RawPair, raw_from_pair
 
 if TYPE_CHECKING:
+    from switchover.parity.copies import CopySender
     from switchover.parity.triage import Triage
     from switchover.plan import Plan
 
@@ -75,8 +80,9 @@ _HEAD = struct.Struct("!IB")
 _PICKLED = 0x80
 _MARSHAL_VERSION = 2  # the last version without references (which cost a table of every object)
 # A RawPair: for the worker's cheap path or full diff; for the full diff (a sample); for a noise call
-# and the full diff. (dropped, skipped, Counts or None). The end.
-PAIR, SAMPLE, NOISE, COUNTS, STOP = 1, 2, 3, 4, 5
+# and the full diff. (dropped, skipped, Counts or None). The end. A RawCopy for the worker to send,
+# then diff. Where to send them (a CopyTarget, once, before the first RawCopy).
+PAIR, SAMPLE, NOISE, COUNTS, STOP, COPY, TARGET = 1, 2, 3, 4, 5, 6, 7
 
 
 def _frame(kind: int, message: object) -> bytes:
@@ -111,7 +117,9 @@ class ProcessSink:
         self._closed = False
         self._gone = False  # the worker process died: see _write
         self._lock = threading.Lock()  # only for close() racing a late submit from another thread
-        self._on_loop = parity.diff_on == "proxy"  # else every pair goes to the worker (a core to spare)
+        self.sends_copies = parity.copies_from == "worker"  # hooks.CopyingSink: the worker sends the copies
+        # Else every pair goes to the worker (a core to spare).
+        self._on_loop = parity.diff_on == "proxy" and not self.sends_copies
         self._quick = QuickDiff(Comparer(parity))
         self._pick = Picker(parity)
         self._noise = bool(parity.stable_secondary or parity.learn_noise)  # a second call to stable, at times
@@ -124,7 +132,8 @@ class ProcessSink:
         ctx = multiprocessing.get_context("spawn")
         receiver, self._conn = ctx.Pipe(duplex=False)
         self._process = ctx.Process(target=_work, args=(plan, receiver), name="switchover-parity", daemon=True)
-        self._process.start()
+        with _stops_ignored():
+            self._process.start()
         receiver.close()
         self._fd = self._conn.fileno()
         with contextlib.suppress(OSError, AttributeError):  # not Linux, or above pipe-max-size: the default
@@ -153,7 +162,20 @@ class ProcessSink:
         """The same for a caller that holds a ``MirrorPair``."""
         self.submit_raw(raw_from_pair(pair))
 
-    def _to_worker(self, raw: RawPair, kind: int) -> None:
+    def send_copies_to(self, target: CopyTarget) -> None:
+        """Where the worker sends the copies (``parity.copies_from: worker``), from the proxy's own settings."""
+        self._queue_frame(TARGET, target)
+        self._schedule(0.0)
+
+    def submit_copy(self, copy: RawCopy) -> None:
+        """A request to copy and the user's stable answer: for the worker to send, then diff."""
+        self.submitted += 1
+        if self._closed:
+            self._drop()
+            return
+        self._to_worker(copy, COPY)
+
+    def _to_worker(self, raw: RawPair | RawCopy, kind: int) -> None:
         if self._gone or self._unsent > _MAX_UNSENT:
             self._drop()
             return
@@ -374,7 +396,8 @@ class ProcessSink:
                           "skipped_too_large": self.skipped,
                           "unsent_bytes": self._unsent, "worker_alive": self._process.is_alive(),
                           "diff": ("proxy loop (answers up to 64 KiB) + process" if self._on_loop
-                                   else "process (parity.diff_on: worker)")}}
+                                   else "process, which sends the copies too (parity.copies_from: worker)"
+                                   if self.sends_copies else "process (parity.diff_on: worker)")}}
         return build_report(self.store, self.plan.parity, self.budget, self.min_compared, extra=extra).to_json()
 
     # ------------------------------------------------------------ after the loop has ended
@@ -407,10 +430,24 @@ class ProcessSink:
         self.store.close()
 
 
+@contextlib.contextmanager
+def _stops_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while the worker is started: it starts so (ignored signals stay
+    ignored across exec), else a Ctrl-C or a SIGTERM to the process group in its first second, before
+    ``_work`` ignores them, would kill it with the pairs the proxy still has to hand over."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
 def _work(plan: Plan, conn: Connection) -> None:
     """The worker process: read frames, diff the pairs, until told to stop (or the proxy is gone)."""
-    import signal
-
     from switchover.parity.sink import ParitySink
     from switchover.parity.triage import Triage
 
@@ -424,6 +461,15 @@ def _work(plan: Plan, conn: Connection) -> None:
         os.nice(19)
     sink = ParitySink(plan)
     triage = Triage(sink)
+    if plan.parity.copies_from == "worker":
+        from switchover.parity.copies import serve_copies
+
+        try:
+            serve_copies(conn, triage, _take_frames)
+        finally:
+            triage.flush(force=True)
+            sink.close()
+        return
     fd = conn.fileno()
     buffer = bytearray()
     try:
@@ -448,8 +494,9 @@ def _work(plan: Plan, conn: Connection) -> None:
         sink.close()
 
 
-def _take_frames(buffer: bytearray, triage: Triage) -> bool:
-    """Hand the whole frames at the start of ``buffer`` to ``triage`` and remove them; True at STOP."""
+def _take_frames(buffer: bytearray, triage: Triage, copies: CopySender | None = None) -> bool:
+    """Hand the whole frames at the start of ``buffer`` to ``triage`` (copies to ``copies``) and remove
+    them; True at STOP."""
     at, end = 0, len(buffer)
     view = memoryview(buffer)
     try:
@@ -472,6 +519,10 @@ def _take_frames(buffer: bytearray, triage: Triage) -> bool:
                 triage.full_diff(message)
             elif kind == NOISE:
                 triage.noise(message)
+            elif kind == COPY and copies is not None:
+                copies.send(message)
+            elif kind == TARGET and copies is not None:
+                copies.target(message)
             else:
                 triage.counted(*message)
     finally:

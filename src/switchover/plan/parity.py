@@ -40,6 +40,11 @@ class Parity(Strict):
         "proxy", description="where the built-in proxy diffs mirrored pairs: `proxy`, small answers on its own event "
         "loop (least CPU in all: for busy hosts); `worker`, every pair in its parity process, the proxy only hands "
         "them over (for a host with a core to spare)")
+    copies_from: Literal["proxy", "worker"] = Field(
+        "proxy", description="who sends the built-in proxy's copies to the candidate: `proxy`; or `worker`, its "
+        "parity process, which then also diffs every pair (diff_on does not apply): the proxy hands over each request "
+        "with the user's stable answer and neither writes copies nor reads the candidate's answers (for a host with a "
+        "core to spare)")
 
     @field_validator("ignore", "unordered")
     @classmethod

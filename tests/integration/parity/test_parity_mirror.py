@@ -83,10 +83,13 @@ def test_parity_serve_behind_nginx_mirror_reports_the_same_fields_as_the_builtin
     assert copies and all(h.get("x-switchover-shadow") == "1" for h in copies)
 
 
+@pytest.mark.parametrize("copies_from", ["proxy", "worker"])
 def test_the_builtin_proxy_with_diff_on_worker_finds_the_same_and_diffs_nothing_on_its_loop(
-        services, processes, tmp_path) -> None:
+        services, processes, tmp_path, copies_from: str) -> None:
+    # copies_from: worker: the parity process also sends the copies; the proxy's own stats see them
+    # handed over (mirror.sent), and what came of them is in the parity report's counters.
     stable, candidate = services(), services(candidate_changes)
-    plan, listen, admin = proxy_plan(tmp_path, stable.url, candidate.url, diff_on="worker")
+    plan, listen, admin = proxy_plan(tmp_path, stable.url, candidate.url, diff_on="worker", copies_from=copies_from)
     start_proxy(processes, plan, admin)
     assert httpx.put(f"http://127.0.0.1:{admin}/api/v1/split", json={"mirror_percent": 100}).status_code == 200
     with httpx.Client(base_url=f"http://127.0.0.1:{listen}") as users:
@@ -98,11 +101,24 @@ def test_the_builtin_proxy_with_diff_on_worker_finds_the_same_and_diffs_nothing_
                                  ("GET /orders/{id}", "$.status", "type", 8), ("GET /orders/{id}", "$.items", "missing", 4)}
     sink = report["sink"]
     assert (sink["diffed_in_proxy"], sink["to_worker"], sink["dropped"]) == (0, 200, 0)
+    copies = [h for _, p, h in candidate.seen if p.startswith("/orders/")]
+    assert len(copies) == 200 and all(h.get("x-switchover-shadow") == "1" for h in copies)
+    mirror = httpx.get(f"http://127.0.0.1:{admin}/api/v1/stats").json()["mirror"]
+    assert mirror["sent"] == 200
+    if copies_from == "worker":
+        assert mirror["completed"] == 0  # the proxy never read a candidate's answer
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()["counters"]
+                 .get("copies_completed") == 200, what="the worker to count the copies it sent")
+        counters = httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()["counters"]
+        assert (counters["copies_sent"], counters.get("copies_failed", 0), counters.get("copies_dropped", 0)) == (200, 0, 0)
+    else:
+        assert mirror["completed"] == 200
 
 
-def test_users_complete_while_slow_copies_are_in_flight(services, processes, tmp_path) -> None:
+@pytest.mark.parametrize("copies_from", ["proxy", "worker"])
+def test_users_complete_while_slow_copies_are_in_flight(services, processes, tmp_path, copies_from: str) -> None:
     stable, candidate = services(), services(delay=2.0)
-    plan, listen, admin = proxy_plan(tmp_path, stable.url, candidate.url)
+    plan, listen, admin = proxy_plan(tmp_path, stable.url, candidate.url, copies_from=copies_from)
     start_proxy(processes, plan, admin)
     assert httpx.put(f"http://127.0.0.1:{admin}/api/v1/split", json={"mirror_percent": 100}).status_code == 200
     answered_before_copy = []
@@ -167,3 +183,29 @@ def test_parity_serve_answers_its_report_and_health_on_its_listen_address(servic
                                  ("GET /orders/{id}", "$.status", "type", 1)}
     from_cli = json.loads(cli("parity", "report", "--plan", str(plan), "--json").stdout)
     assert fields_of(from_cli) == fields_of(report) and from_cli["regressed"] == report["regressed"] == 2
+
+
+@pytest.mark.parametrize("copies_from", ["proxy", "worker"])
+def test_stopping_the_proxy_with_copies_in_flight_charges_the_candidate_nothing(
+        services, processes, tmp_path, copies_from: str) -> None:
+    # The proxy stops (SIGTERM to its process group, parity worker included) while the candidate still
+    # works on five copies. A copy the proxy gives up on is counted as skipped, never as the
+    # candidate's error; with copies_from: worker the worker waits for the answers (up to 10 s) and
+    # compares them. One copy first: the candidate is then known to be slow, and the five go side
+    # by side rather than pipelined one behind the other.
+    stable, candidate = services(), services(delay=1.0)
+    plan, listen, admin = proxy_plan(tmp_path, stable.url, candidate.url, diff_on="worker", copies_from=copies_from)
+    start_proxy(processes, plan, admin)
+    assert httpx.put(f"http://127.0.0.1:{admin}/api/v1/split", json={"mirror_percent": 100}).status_code == 200
+    with httpx.Client(base_url=f"http://127.0.0.1:{listen}") as users:
+        assert users.get("/orders/1999").status_code == 200
+        wait_for(lambda: len(candidate.done) == 1, what="the candidate to answer the first copy")
+        assert all(users.get(f"/orders/{2000 + i}").status_code == 200 for i in range(5))
+    assert len(candidate.done) == 1  # the five copies are still with the candidate
+    processes.stop()
+    report = json.loads(cli("parity", "report", "--plan", str(plan), "--json").stdout)
+    assert report["regressed"] == 0
+    skipped = report["counters"].get("skipped_stopped", 0)
+    assert report["compared"] + skipped == 6
+    if copies_from == "worker":
+        assert (report["compared"], report["counters"]["copies_completed"]) == (6, 6)

@@ -258,3 +258,60 @@ def test_copies_wait_for_company_and_leave_together_on_one_connection(stable: Up
     assert waiting + late == [200] * 17
     assert first_read == 16  # the 16 copies came in the candidate's first read: one write
     assert connections <= 2  # the batch on one connection, the last copy on it or on a new one
+
+
+def test_copies_to_a_slow_candidate_leave_at_once_each_on_its_own_connection(stable: Upstream, tmp_path: Path) -> None:
+    # A server answers pipelined requests one after the other: once the candidate is seen to take
+    # longer than 10 ms, copies no longer wait for company (the wait here is a minute) and each goes
+    # on a connection of its own, so that the candidate works on them side by side.
+    working: set[int] = set()  # connections with a request the candidate is working on
+    most_at_once = 0
+    answered = 0
+
+    class SlowCandidate(asyncio.Protocol):  # answers each request 0.3 s after it came
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            nonlocal most_at_once
+            working.add(id(self))
+            most_at_once = max(most_at_once, len(working))
+            for _ in range(data.count(b"\r\n\r\n")):
+                asyncio.get_running_loop().call_later(0.3, self.answer)
+
+        def answer(self) -> None:
+            nonlocal answered
+            answered += 1
+            working.discard(id(self))
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")  # type: ignore[attr-defined]
+
+    async def until(check: Any) -> None:
+        for _ in range(500):
+            if check():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("condition not reached")
+
+    async def scenario() -> list[int]:
+        server = await asyncio.get_running_loop().create_server(SlowCandidate, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        config, _ = build_config(
+            plan_path=None, listen="127.0.0.1:0", admin="127.0.0.1:0", stable=stable.url,
+            candidate=f"http://127.0.0.1:{port}", app_name="sw_proxy_slow", weight=0, mirror=100,
+            mirror_writes=False, sticky_header=None, sticky_cookie=None, state_file=tmp_path / "s.json",
+            admin_token=None, workers=None)
+        config = dataclasses.replace(config, limits=config.limits.model_copy(update={"mirror_batch_wait": 60.0}))
+        running = await start(config, Split(0, 100), None)
+        base = f"http://127.0.0.1:{running.listen_port}"
+        async with httpx.AsyncClient() as client:
+            statuses = [(await client.get(base + "/echo?i=0")).status_code]
+            running.proxy.mirror.flush()  # the first copy: sent, answered in 0.3 s
+            await until(lambda: answered == 1)
+            statuses += [(await client.get(base + f"/echo?i={i}")).status_code for i in range(1, 9)]
+            await until(lambda: answered == 9)  # without waiting out the minute
+        await running.stop(5)
+        server.close()
+        return statuses
+
+    assert asyncio.run(scenario()) == [200] * 9
+    assert most_at_once > 1  # the candidate worked on several copies at once

@@ -147,4 +147,4 @@ class Proxy:
             conn.close()
         self.stable_pool.close()
         self.canary_pool.close()
-        self.mirror.pool.close()
+        self.mirror.close()

@@ -7,6 +7,12 @@ diff off the loop, drop and count when full): the user's request is never delaye
 A sink that also has ``submit_raw(raw)`` is given the pair as the proxy holds it (``RawPair``: bytes
 as parsed, nothing decoded, no object built), which costs the proxy's loop a fraction of a
 ``MirrorPair``; ``pair_from_raw`` makes the ``MirrorPair`` wherever the sink diffs.
+
+A sink whose ``sends_copies`` is true (``CopyingSink``; the parity sink with
+``parity.copies_from: worker``) sends the copies itself: the proxy tells it where once
+(``send_copies_to``) and then hands over each mirrored request with the user's stable answer
+(``submit_copy(RawCopy)``), and sends no copy of its own. ``skip`` also says ``stopped`` for copies
+given up as the proxy stopped.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ RawHeaders = list[tuple[bytes, bytes]]
 RawPair = tuple[bytes, bytes, RawHeaders, bytes, float,
                 int, RawHeaders, bytes, float, str | None,
                 int, RawHeaders, bytes, float, str | None]
+# A sink with ``sends_copies`` gets, instead, the request and the stable answer (the first ten fields
+# of a ``RawPair``) and the copy to send, as bytes (``x-switchover-shadow: 1`` added): ``submit_copy``.
+RawCopy = tuple[bytes, bytes, RawHeaders, bytes, float, int, RawHeaders, bytes, float, str | None, bytes]
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,18 @@ class MirrorPair:
     at: float  # epoch seconds when the request arrived
 
 
+@dataclass(frozen=True)
+class CopyTarget:
+    """Where and how a sink that sends the copies sends them: the proxy's candidate and mirror limits."""
+
+    url: str
+    cap: int  # bytes of an answer kept for the diff (the copy cap)
+    response_timeout: float
+    connect_timeout: float
+    max_in_flight: int
+    batch_wait: float
+
+
 class MirrorSink(Protocol):
     def submit(self, pair: MirrorPair) -> None:
         """Take one pair; must not block."""
@@ -54,6 +75,17 @@ class MirrorSink(Protocol):
         """JSON for the admin API's GET /api/v1/parity."""
 
     def close(self) -> None: ...
+
+
+class CopyingSink(MirrorSink, Protocol):
+    """A sink whose ``sends_copies`` is true sends the copies itself: the proxy tells it where once
+    (``send_copies_to``) and then hands over each request with the user's stable answer."""
+
+    sends_copies: bool
+
+    def send_copies_to(self, target: CopyTarget) -> None: ...
+
+    def submit_copy(self, copy: RawCopy) -> None: ...
 
 
 def pair_from_raw(r: RawPair) -> MirrorPair:
