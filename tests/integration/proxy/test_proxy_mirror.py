@@ -201,6 +201,24 @@ def test_copies_left_unanswered_when_the_candidate_closes_a_pipeline_are_sent_ag
     assert mirror["retried"] > 0  # pipelines were cut, and what they left unanswered went again
 
 
+async def _until(check: Any) -> None:
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+def _waiting_a_minute(stable: str, candidate_port: int, tmp_path: Path) -> Any:
+    """A proxy's config, mirror 100%, whose copies wait up to a minute for company (mirror_batch_wait)."""
+    config, _ = build_config(
+        plan_path=None, listen="127.0.0.1:0", admin="127.0.0.1:0", stable=stable,
+        candidate=f"http://127.0.0.1:{candidate_port}", app_name="sw_proxy_batch", weight=0, mirror=100,
+        mirror_writes=False, sticky_header=None, sticky_cookie=None, state_file=tmp_path / "s.json",
+        admin_token=None, workers=None)
+    return dataclasses.replace(config, limits=config.limits.model_copy(update={"mirror_batch_wait": 60.0}))
+
+
 def test_copies_wait_for_company_and_leave_together_on_one_connection(stable: Upstream, tmp_path: Path) -> None:
     # limits.mirror_batch_wait: a copy waits up to that long for others, and they leave in one write,
     # pipelined on one connection (fewer writes and reads for the proxy); the 16th of a batch sends
@@ -223,34 +241,21 @@ def test_copies_wait_for_company_and_leave_together_on_one_connection(stable: Up
     def copies() -> int:
         return sum(r.count(b"x-switchover-shadow: 1") for r in reads)
 
-    async def until(check: Any) -> None:
-        for _ in range(500):
-            if check():
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("condition not reached")
-
     async def scenario() -> tuple[list[int], list[int], int]:
         server = await asyncio.get_running_loop().create_server(Candidate, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        config, _ = build_config(
-            plan_path=None, listen="127.0.0.1:0", admin="127.0.0.1:0", stable=stable.url,
-            candidate=f"http://127.0.0.1:{port}", app_name="sw_proxy_batch", weight=0, mirror=100,
-            mirror_writes=False, sticky_header=None, sticky_cookie=None, state_file=tmp_path / "s.json",
-            admin_token=None, workers=None)
-        config = dataclasses.replace(config, limits=config.limits.model_copy(update={"mirror_batch_wait": 60.0}))
-        running = await start(config, Split(0, 100), None)
+        running = await start(_waiting_a_minute(stable.url, port, tmp_path), Split(0, 100), None)
         base = f"http://127.0.0.1:{running.listen_port}"
         async with httpx.AsyncClient() as client:
             waiting = [(await client.get(base + f"/echo?i={i}")).status_code for i in range(15)]
             assert copies() == 0  # 15 users answered, their copies still waiting for company
             waiting.append((await client.get(base + "/echo?i=15")).status_code)
-            await until(lambda: copies() == 16)
+            await _until(lambda: copies() == 16)
             first_read = reads[0].count(b"x-switchover-shadow: 1")
             late = [(await client.get(base + "/echo?i=16")).status_code]
             assert copies() == 16
         await running.stop(5)  # draining: the 17th leaves without waiting out its minute
-        await until(lambda: copies() == 17)
+        await _until(lambda: copies() == 17)
         server.close()
         return waiting, late, first_read
 
@@ -285,30 +290,17 @@ def test_copies_to_a_slow_candidate_leave_at_once_each_on_its_own_connection(sta
             working.discard(id(self))
             self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")  # type: ignore[attr-defined]
 
-    async def until(check: Any) -> None:
-        for _ in range(500):
-            if check():
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("condition not reached")
-
     async def scenario() -> list[int]:
         server = await asyncio.get_running_loop().create_server(SlowCandidate, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        config, _ = build_config(
-            plan_path=None, listen="127.0.0.1:0", admin="127.0.0.1:0", stable=stable.url,
-            candidate=f"http://127.0.0.1:{port}", app_name="sw_proxy_slow", weight=0, mirror=100,
-            mirror_writes=False, sticky_header=None, sticky_cookie=None, state_file=tmp_path / "s.json",
-            admin_token=None, workers=None)
-        config = dataclasses.replace(config, limits=config.limits.model_copy(update={"mirror_batch_wait": 60.0}))
-        running = await start(config, Split(0, 100), None)
+        running = await start(_waiting_a_minute(stable.url, port, tmp_path), Split(0, 100), None)
         base = f"http://127.0.0.1:{running.listen_port}"
         async with httpx.AsyncClient() as client:
             statuses = [(await client.get(base + "/echo?i=0")).status_code]
             running.proxy.mirror.flush()  # the first copy: sent, answered in 0.3 s
-            await until(lambda: answered == 1)
+            await _until(lambda: answered == 1)
             statuses += [(await client.get(base + f"/echo?i={i}")).status_code for i in range(1, 9)]
-            await until(lambda: answered == 9)  # without waiting out the minute
+            await _until(lambda: answered == 9)  # without waiting out the minute
         await running.stop(5)
         server.close()
         return statuses
