@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import threading
 import time
 from pathlib import Path
@@ -307,3 +308,35 @@ def test_copies_to_a_slow_candidate_leave_at_once_each_on_its_own_connection(sta
 
     assert asyncio.run(scenario()) == [200] * 9
     assert most_at_once > 1  # the candidate worked on several copies at once
+
+
+def test_a_copy_still_connecting_when_the_proxy_stops_is_skipped_not_failed(stable: Upstream, tmp_path: Path) -> None:
+    # A candidate that takes no new connection (its accept queue is full): the copy is still waiting
+    # for its connection when the proxy stops. It is given up and counted as skipped ("stopped"),
+    # never as the candidate's error.
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))  # the one connection the queue holds
+    config = _waiting_a_minute(stable.url, port, tmp_path)
+    config = dataclasses.replace(config, limits=config.limits.model_copy(update={"connect_timeout": 60.0}))
+    sink = _Sink()
+
+    async def scenario() -> int:
+        running = await start(config, Split(0, 100), sink)
+        async with httpx.AsyncClient() as client:
+            status = (await client.get(f"http://127.0.0.1:{running.listen_port}/echo")).status_code
+        running.proxy.mirror.flush()  # the copy leaves: a connection is being opened for it
+        await asyncio.sleep(0.1)
+        assert running.proxy.mirror.pool.in_flight == 1
+        await running.stop(5)
+        return status
+
+    try:
+        assert asyncio.run(scenario()) == 200
+    finally:
+        queued.close()
+        full.close()
+    assert sink.pairs == []
+    assert sink.skipped == [("/echo", "stopped")]

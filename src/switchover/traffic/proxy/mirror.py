@@ -156,6 +156,7 @@ class Mirror:
         self._service = 0.0  # moving average of its time to answer the first copy of a pipeline
         self._batch: list[MirrorCopy] = []
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._connecting: set[MirrorPipeline] = set()  # pipelines waiting for a new connection
 
     def new_pair(self, exchange: Exchange) -> PairSlot | None:
         return PairSlot(self, exchange) if self.sink is not None else None
@@ -219,6 +220,9 @@ class Mirror:
         batch, self._batch = self._batch, []
         for copy in batch:
             copy.on_upstream_error("reset")
+        for pipeline in list(self._connecting):
+            pipeline.on_upstream_error("reset")
+        self._connecting.clear()
         self.pool.close()
 
     def flush(self) -> None:
@@ -239,6 +243,7 @@ class Mirror:
         if conn is not None:
             pipeline.send(conn)
         else:
+            self._connecting.add(pipeline)
             self.proxy.loop.create_task(pipeline.connect())
 
 
@@ -260,10 +265,16 @@ class MirrorPipeline:
         self.conn: UpstreamConn | None = None
 
     async def connect(self) -> None:
+        mirror = self.mirror
         try:
-            conn = await self.mirror.pool.connect()
+            conn = await mirror.pool.connect()
         except (OSError, TimeoutError) as exc:
+            mirror._connecting.discard(self)
             self.on_upstream_error("connect-timeout" if isinstance(exc, TimeoutError) else "connect")
+            return
+        mirror._connecting.discard(self)
+        if mirror.closing:  # its copies were given up meanwhile
+            conn.close()
             return
         self.send(conn)
 
