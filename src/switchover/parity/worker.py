@@ -69,6 +69,12 @@ QUICK_SHARE = 0.25  # at most this share of the loop's time goes to the cheap di
 _WINDOW = 0.1  # seconds
 _SLOW_PAIR = 0.001  # seconds: an endpoint whose pairs take longer (moving average) goes to the worker
 _SLOW_FORGIVEN = 60.0  # seconds until endpoints found slow are tried on the loop again
+# Bodies above this are handed to the worker while it keeps up, not diffed on the loop: there, a pair
+# costs the proxy more than marshalling it (50 KB answers, proxy CPU per pair: ~120 us diffed on the
+# loop, ~40 us handed over; 16 KB: ~50 and ~40 us), and the worker's cheap path diffs it (quick.py).
+# When the worker falls behind (the pipe is full: no core to spare) or is gone, the loop diffs them
+# (up to quick.QUICK_MAX_BYTES, within its share) rather than let them be dropped.
+LOOP_MAX_BYTES = 16 * 1024
 _HOLD = 0.005  # seconds: pairs for the cheap path wait this long to be diffed together
 _HOLD_MAX = 64  # or until this many wait
 _SLICE = 0.0003  # seconds of diffing at a time, between turns of the loop
@@ -152,8 +158,8 @@ class ProcessSink:
             return
         if self._noise and self._pick.wants_noise(raw[0]):
             self._to_worker(raw, NOISE)
-        elif (self._on_loop and not raw[9] and len(raw[7]) <= self._quick.max_bytes
-              and len(raw[12]) <= self._quick.max_bytes):
+        elif self._on_loop and not raw[9] and max(len(raw[7]), len(raw[12])) <= (
+                LOOP_MAX_BYTES if self._writer_loop is None and not self._gone else self._quick.max_bytes):
             self._hold(raw)
         else:
             self._to_worker(raw, PAIR)
@@ -395,7 +401,7 @@ class ProcessSink:
                           "to_worker": self.to_worker,
                           "skipped_too_large": self.skipped,
                           "unsent_bytes": self._unsent, "worker_alive": self._process.is_alive(),
-                          "diff": ("proxy loop (answers up to 64 KiB) + process" if self._on_loop
+                          "diff": ("proxy loop (answers up to 16 KiB, 64 KiB while the worker is behind) + process" if self._on_loop
                                    else "process, which sends the copies too (parity.copies_from: worker)"
                                    if self.sends_copies else "process (parity.diff_on: worker)")}}
         return build_report(self.store, self.plan.parity, self.budget, self.min_compared, extra=extra).to_json()

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import os
 import random
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,6 +432,52 @@ def test_pairs_wait_whole_while_the_worker_is_stopped_and_are_all_compared_after
     with _written(tmp_path) as store:
         tally = store.tally()
         assert tally.endpoints[0].compared == 100 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 50)]
+
+
+def _big_pair(i: int) -> MirrorPair:
+    """``_pair(i)`` with both bodies grown beyond ``worker.LOOP_MAX_BYTES``."""
+    pair = _pair(i)
+    pad = b', "pad": "' + b"x" * worker.LOOP_MAX_BYTES + b'"}'
+    stable, candidate = (Answer(a.status, a.headers, a.body[:-1] + pad, a.latency) for a in (pair.stable, pair.candidate))
+    return dataclasses.replace(pair, stable=stable, candidate=candidate)
+
+
+def test_answers_above_the_loops_size_go_to_the_worker_and_are_compared_the_same(tmp_path: Path) -> None:
+    """Bodies over LOOP_MAX_BYTES cost the proxy more to diff than to hand over: the worker diffs them."""
+    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"]))
+    try:
+        for i in range(10):
+            sink.submit(_big_pair(i) if i % 2 else _pair(i))
+    finally:
+        sink.close()
+    assert (sink.quick, sink.to_worker, sink.dropped) == (5, 5, 0)  # the small ones on the loop
+    _assert_all_ten_compared(tmp_path)
+
+
+def test_while_the_worker_is_behind_the_loop_diffs_large_answers_too(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker with no CPU to spare (stopped here) leaves the pipe full: large pairs are then diffed
+    on the loop rather than queued towards a drop."""
+    monkeypatch.setattr(worker, "QUICK_SHARE", 1.0)  # a preemption of this process must not count
+    monkeypatch.setattr(worker, "_SLOW_PAIR", float("inf"))
+    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"]))
+    os.kill(sink._process.pid, signal.SIGSTOP)
+
+    async def proxy_loop() -> None:
+        for i in range(200):
+            sink.submit(_big_pair(i))
+            if i % 10 == 9:
+                await asyncio.sleep(0.03)  # a ship (every 20 ms) writes what waits, until the pipe is full
+
+    try:
+        asyncio.run(proxy_loop())
+    finally:
+        os.kill(sink._process.pid, signal.SIGCONT)
+        sink.close()
+    assert sink.to_worker >= 10 and sink.quick >= 100 and sink.dropped == 0
+    with _written(tmp_path) as store:
+        tally = store.tally()
+        assert tally.endpoints[0].compared == 200 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 100)]
 
 
 def test_beyond_its_share_of_the_loop_pairs_go_to_the_worker_and_are_all_compared(
