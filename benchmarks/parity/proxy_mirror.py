@@ -1,6 +1,6 @@
 """Proxy throughput with mirror 20% + diff against mirror off, as a ratio in one run.
 
-    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2] [--pin] [--diff-on worker] [--copies-from worker]
+    .venv/bin/python benchmarks/parity/proxy_mirror.py [--seconds 4] [--rounds 3] [--kb 2] [--pin] [--diff-on auto|proxy|worker] [--copies-from worker]
 
 Stable and candidate are our own nginx (static JSON answers of ``--kb`` KB that differ in a
 timestamp, ignored, and one field), the built-in proxy runs with ``--plan`` so that its parity sink
@@ -130,8 +130,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kb", type=int, default=2, help="size of the JSON answers")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--diff-on", choices=("proxy", "worker"), default="proxy",
-                        help="the plan's parity.diff_on: pairs diffed on the proxy's loop, or all in the worker")
+    parser.add_argument("--diff-on", choices=("auto", "proxy", "worker"), default="auto",
+                        help="the plan's parity.diff_on: pairs diffed on the proxy's loop, or all in the worker, or "
+                             "auto (the default: the worker from 3 usable CPUs, else the loop)")
     parser.add_argument("--copies-from", choices=("proxy", "worker"), default="proxy",
                         help="the plan's parity.copies_from: the proxy sends the copies, or its parity worker does "
                              "(and diffs every pair)")

@@ -47,7 +47,7 @@ def test_defaults_follow_the_checklist(tmp_path: Path) -> None:
         ("steps:\n  - bogus: {}\n", ":6: steps[0]: a step is a one-key mapping"),
         ("analysis:\n  interval: soon\n", ":6: analysis.interval"),
         ("notify:\n  - {slack: 'env:X', webhook: 'env:Y'}\n", ":6: notify[0]"),
-        ("parity:\n  diff_on: elsewhere\n", ":6: parity.diff_on: Input should be 'proxy' or 'worker'"),
+        ("parity:\n  diff_on: elsewhere\n", ":6: parity.diff_on: Input should be 'auto', 'proxy' or 'worker'"),
         ("parity:\n  copies_from: nginx\n", ":6: parity.copies_from: Input should be 'proxy' or 'worker'"),
         ("traffic:\n  limits:\n    mirror_batch_wait: 2s\n",
          ":7: traffic.limits.mirror_batch_wait: Input should be less than or equal to 1"),

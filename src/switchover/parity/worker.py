@@ -2,15 +2,17 @@
 the rest in another process.
 
 The proxy hands pairs over as it holds them (``submit_raw``, ``hooks.RawPair``: bytes as parsed,
-nothing decoded, no object built). Answers up to the copy cap (``quick.py``: 64 KiB, not
-compressed, no noise call wanted) are diffed where they are, on the proxy's event loop, a few
-milliseconds' worth at a time, recording only what the counts need (``QuickDiff.keys_raw``: only
+nothing decoded, no object built). Answers up to ``LOOP_MAX_BYTES`` (16 KiB; up to the copy cap,
+64 KiB, while the worker is behind; not compressed, no noise call wanted) are diffed where they
+are, on the proxy's event loop, a few milliseconds' worth at a time, recording only what the counts need (``QuickDiff.keys_raw``: only
 the headers compared are decoded); the counts are summed and go to the worker every 250 ms. The
 loop spends at most ``QUICK_SHARE`` of its time on it: beyond that, pairs go to the worker process,
 as do the pairs of endpoints slow to diff, a differing pair whose sample the store wants, and every
 pair the cheap path cannot settle (``triage.py``, ``ParitySink``: the same cheap path, noise calls,
 full diff, samples, store writes; at the lowest CPU priority). With ``parity.diff_on: worker`` the
-loop diffs nothing: every pair goes to the worker (for a host with a core to spare). With
+loop diffs nothing: every pair goes to the worker (for a host with a core to spare); with ``auto``
+(the default) and 3 usable CPUs or more, every pair goes to the worker while it keeps up, and the
+loop diffs what it leaves (the pipe full, the worker gone); with fewer, as ``proxy``. With
 ``parity.copies_from: worker`` the worker also sends the copies (``copies.py``): the proxy hands over
 each request, as the copy's bytes, with the user's stable answer, and never touches the candidate.
 
@@ -41,6 +43,7 @@ import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from switchover.parity.compare import Comparer
@@ -75,6 +78,10 @@ _SLOW_FORGIVEN = 60.0  # seconds until endpoints found slow are tried on the loo
 # When the worker falls behind (the pipe is full: no core to spare) or is gone, the loop diffs them
 # (up to quick.QUICK_MAX_BYTES, within its share) rather than let them be dropped.
 LOOP_MAX_BYTES = 16 * 1024
+# ``diff_on: auto`` hands every pair to the worker while it keeps up from this many usable CPUs (one
+# for the proxy, one for the worker, one for the rest of the host), else diffs as ``proxy``.
+AUTO_WORKER_CPUS = 3
+_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "quota period", or "max period"
 _HOLD = 0.005  # seconds: pairs for the cheap path wait this long to be diffed together
 _HOLD_MAX = 64  # or until this many wait
 _SLICE = 0.0003  # seconds of diffing at a time, between turns of the loop
@@ -94,6 +101,22 @@ PAIR, SAMPLE, NOISE, COUNTS, STOP, COPY, TARGET = 1, 2, 3, 4, 5, 6, 7
 def _frame(kind: int, message: object) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEAD.pack(len(data), kind | _PICKLED) + data
+
+
+def usable_cpus() -> float:
+    """The CPUs this process may use: its affinity, bounded by its cgroup's quota (a container's
+    CPU limit, which the affinity does not show)."""
+    try:
+        cpus = float(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        cpus = float(os.cpu_count() or 1)
+    try:
+        quota, period = _CPU_MAX.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, int(quota) / int(period))
+    except (OSError, ValueError):  # no cgroup v2 here, or a line it does not read
+        pass
+    return cpus
 
 
 class ProcessSink:
@@ -124,8 +147,15 @@ class ProcessSink:
         self._gone = False  # the worker process died: see _write
         self._lock = threading.Lock()  # only for close() racing a late submit from another thread
         self.sends_copies = parity.copies_from == "worker"  # hooks.CopyingSink: the worker sends the copies
-        # Else every pair goes to the worker (a core to spare).
-        self._on_loop = parity.diff_on == "proxy" and not self.sends_copies
+        diff_on: str = parity.diff_on
+        if diff_on == "auto":
+            diff_on = "auto-worker" if usable_cpus() >= AUTO_WORKER_CPUS else "proxy"
+        self.diff_on = diff_on  # as resolved: proxy, worker, or auto-worker (the loop takes what it leaves)
+        # diff_on: worker, or copies sent by the worker: every pair goes to the worker (a core to spare).
+        self._on_loop = diff_on != "worker" and not self.sends_copies
+        # Bodies up to this are diffed on the loop while the worker keeps up; all up to the copy cap
+        # when it is behind or gone (submit_raw).
+        self._loop_max = LOOP_MAX_BYTES if diff_on == "proxy" else -1
         self._quick = QuickDiff(Comparer(parity))
         self._pick = Picker(parity)
         self._noise = bool(parity.stable_secondary or parity.learn_noise)  # a second call to stable, at times
@@ -159,7 +189,7 @@ class ProcessSink:
         if self._noise and self._pick.wants_noise(raw[0]):
             self._to_worker(raw, NOISE)
         elif self._on_loop and not raw[9] and max(len(raw[7]), len(raw[12])) <= (
-                LOOP_MAX_BYTES if self._writer_loop is None and not self._gone else self._quick.max_bytes):
+                self._loop_max if self._writer_loop is None and not self._gone else self._quick.max_bytes):
             self._hold(raw)
         else:
             self._to_worker(raw, PAIR)
@@ -401,10 +431,17 @@ class ProcessSink:
                           "to_worker": self.to_worker,
                           "skipped_too_large": self.skipped,
                           "unsent_bytes": self._unsent, "worker_alive": self._process.is_alive(),
-                          "diff": ("proxy loop (answers up to 16 KiB, 64 KiB while the worker is behind) + process" if self._on_loop
-                                   else "process, which sends the copies too (parity.copies_from: worker)"
-                                   if self.sends_copies else "process (parity.diff_on: worker)")}}
+                          "diff": self._where()}}
         return build_report(self.store, self.plan.parity, self.budget, self.min_compared, extra=extra).to_json()
+
+    def _where(self) -> str:
+        if self.sends_copies:
+            return "process, which sends the copies too (parity.copies_from: worker)"
+        if self.diff_on == "worker":
+            return "process (parity.diff_on: worker)"
+        if self.diff_on == "auto-worker":
+            return "process, the proxy loop for what it cannot keep up with (parity.diff_on: auto)"
+        return "proxy loop (answers up to 16 KiB, 64 KiB while the worker is behind) + process"
 
     # ------------------------------------------------------------ after the loop has ended
 

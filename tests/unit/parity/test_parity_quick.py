@@ -259,6 +259,7 @@ def test_summed_counts_reach_the_store_as_the_comparisons_would(tmp_path: Path,
 
 
 def _plan(tmp_path: Path, **parity: Any) -> Any:
+    parity.setdefault("diff_on", "proxy")  # not ``auto``: the same on any number of CPUs
     return plan_from_dict({"name": "sw_parity_quick", "stable": {"url": "http://127.0.0.1:1"},
                            "candidate": {"url": "http://127.0.0.1:2"}, "parity": parity},
                           filename=str(tmp_path / "plan.yaml"))
@@ -478,6 +479,55 @@ def test_while_the_worker_is_behind_the_loop_diffs_large_answers_too(tmp_path: P
     with _written(tmp_path) as store:
         tally = store.tally()
         assert tally.endpoints[0].compared == 200 and [(f.field, f.diffs) for f in tally.fields] == [("$.total", 100)]
+
+
+@pytest.mark.parametrize(("cpus", "on_loop"), [(2.0, 10), (4.0, 0), (2.5, 10)])
+def test_diff_on_auto_hands_pairs_to_the_worker_only_with_cpus_to_spare(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpus: float, on_loop: int) -> None:
+    monkeypatch.setattr(worker, "usable_cpus", lambda: cpus)
+    sink = _run_sink(tmp_path, 10, samples=0, ignore=["$.at"], diff_on="auto")
+    assert (sink.quick, sink.to_worker, sink.dropped) == (on_loop, 10 - on_loop, 0)
+    assert sink.diff_on == ("proxy" if on_loop else "auto-worker")
+    _assert_all_ten_compared(tmp_path)
+
+
+def test_diff_on_auto_diffs_on_the_loop_what_a_stalled_worker_leaves(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CPUs to spare every pair goes to the worker, until it stops taking them (stopped here:
+    the pipe fills); then the loop diffs them rather than queue them towards a drop."""
+    monkeypatch.setattr(worker, "usable_cpus", lambda: 8.0)
+    monkeypatch.setattr(worker, "QUICK_SHARE", 1.0)  # a preemption of this process must not count
+    monkeypatch.setattr(worker, "_SLOW_PAIR", float("inf"))
+    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"], diff_on="auto"))
+    os.kill(sink._process.pid, signal.SIGSTOP)
+
+    async def proxy_loop() -> None:
+        for i in range(200):
+            sink.submit(_big_pair(i))
+            if i % 10 == 9:
+                await asyncio.sleep(0.03)
+
+    try:
+        asyncio.run(proxy_loop())
+    finally:
+        os.kill(sink._process.pid, signal.SIGCONT)
+        sink.close()
+    assert sink.to_worker >= 10 and sink.quick >= 100 and sink.dropped == 0
+    with _written(tmp_path) as store:
+        assert store.tally().endpoints[0].compared == 200
+
+
+def test_usable_cpus_is_bounded_by_the_cgroups_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(worker, "_CPU_MAX", cpu_max)
+    assert worker.usable_cpus() == affinity  # no cgroup file
+    cpu_max.write_text("max 100000\n")
+    assert worker.usable_cpus() == affinity
+    cpu_max.write_text("50000 100000\n")  # a container limited to half a CPU
+    assert worker.usable_cpus() == 0.5
+    cpu_max.write_text("garbage\n")
+    assert worker.usable_cpus() == affinity
 
 
 def test_beyond_its_share_of_the_loop_pairs_go_to_the_worker_and_are_all_compared(
