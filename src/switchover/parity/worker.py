@@ -81,7 +81,7 @@ LOOP_MAX_BYTES = 16 * 1024
 # ``diff_on: auto`` hands every pair to the worker while it keeps up from this many usable CPUs (one
 # for the proxy, one for the worker, one for the rest of the host), else diffs as ``proxy``.
 AUTO_WORKER_CPUS = 3
-_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "quota period", or "max period"
+_CGROUP = Path("/sys/fs/cgroup")  # as a container sees its own cgroup
 _HOLD = 0.005  # seconds: pairs for the cheap path wait this long to be diffed together
 _HOLD_MAX = 64  # or until this many wait
 _SLICE = 0.0003  # seconds of diffing at a time, between turns of the loop
@@ -110,13 +110,24 @@ def usable_cpus() -> float:
         cpus = float(len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not Linux
         cpus = float(os.cpu_count() or 1)
+    quota = _cgroup_quota(_CGROUP)
+    return cpus if quota is None else min(cpus, quota)
+
+
+def _cgroup_quota(root: Path) -> float | None:
+    """The CPUs a cgroup's quota allows (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``), or None:
+    no quota, or none that can be read."""
     try:
-        quota, period = _CPU_MAX.read_text().split()[:2]
-        if quota != "max":
-            cpus = min(cpus, int(quota) / int(period))
-    except (OSError, ValueError):  # no cgroup v2 here, or a line it does not read
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
         pass
-    return cpus
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 else None  # -1: no quota
 
 
 class ProcessSink:

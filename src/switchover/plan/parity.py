@@ -40,7 +40,7 @@ class Parity(Strict):
         "auto", description="where the built-in proxy diffs mirrored pairs: `proxy`, answers up to 16 KiB on its own "
         "event loop (least CPU in all: for busy hosts); `worker`, every pair in its parity process, the proxy only "
         "hands them over (for a host with a core to spare); `auto` (the default): as `worker` when the proxy may use "
-        "3 CPUs or more (its affinity and its cgroup's quota), its loop diffing what the worker cannot keep up with, "
+        "3 CPUs or more (its affinity and its cgroup's quota, v2 or v1), its loop diffing what the worker cannot keep up with, "
         "else as `proxy`")
     copies_from: Literal["proxy", "worker"] = Field(
         "proxy", description="who sends the built-in proxy's copies to the candidate: `proxy`; or `worker`, its "
