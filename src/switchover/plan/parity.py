@@ -40,8 +40,8 @@ class Parity(Strict):
         "auto", description="where the built-in proxy diffs mirrored pairs: `proxy`, answers up to 16 KiB on its own "
         "event loop (least CPU in all: for busy hosts); `worker`, every pair in its parity process, the proxy only "
         "hands them over (for a host with a core to spare); `auto` (the default): as `worker` when the proxy may use "
-        "3 CPUs or more (its affinity and its cgroup's quota, v2 or v1), its loop diffing what the worker cannot keep up with, "
-        "else as `proxy`")
+        "3 CPUs or more (its affinity and its cgroup's quota, v2 or v1), its loop diffing what the worker cannot "
+        "keep up with, else as `proxy`")
     copies_from: Literal["proxy", "worker"] = Field(
         "proxy", description="who sends the built-in proxy's copies to the candidate: `proxy`; or `worker`, its "
         "parity process, which then also diffs every pair (diff_on does not apply): the proxy hands over each request "
