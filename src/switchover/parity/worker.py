@@ -7,8 +7,8 @@ nothing decoded, no object built). Answers up to ``LOOP_MAX_BYTES`` (16 KiB; up 
 are, on the proxy's event loop, a few milliseconds' worth at a time, recording only what the counts
 need (``QuickDiff.keys_raw``: only the headers compared are decoded); the counts are summed and go
 to the worker every 250 ms. The loop spends at most ``QUICK_SHARE`` of its time on it: beyond
-that, pairs go to the worker process, as do the pairs of endpoints slow to diff, a differing pair whose sample the store wants, and every
-pair the cheap path cannot settle (``triage.py``, ``ParitySink``: the same cheap path, noise calls,
+that, pairs go to the worker process, as do the pairs of endpoints slow to diff, a differing pair
+whose sample the store wants, and every pair the cheap path cannot settle (``triage.py``, ``ParitySink``: the same cheap path, noise calls,
 full diff, samples, store writes; at the lowest CPU priority). With ``parity.diff_on: worker`` the
 loop diffs nothing: every pair goes to the worker (for a host with a core to spare); with ``auto``
 (the default) and 3 usable CPUs or more, every pair goes to the worker while it keeps up, and the
