@@ -3,18 +3,19 @@ the rest in another process.
 
 The proxy hands pairs over as it holds them (``submit_raw``, ``hooks.RawPair``: bytes as parsed,
 nothing decoded, no object built). Answers up to ``LOOP_MAX_BYTES`` (16 KiB; up to the copy cap,
-64 KiB, while the worker is behind; not compressed, no noise call wanted) are diffed where they
-are, on the proxy's event loop, a few milliseconds' worth at a time, recording only what the counts
-need (``QuickDiff.keys_raw``: only the headers compared are decoded); the counts are summed and go
-to the worker every 250 ms. The loop spends at most ``QUICK_SHARE`` of its time on it: beyond
-that, pairs go to the worker process, as do the pairs of endpoints slow to diff, a differing pair
-whose sample the store wants, and every pair the cheap path cannot settle (``triage.py``, ``ParitySink``: the same cheap path, noise calls,
-full diff, samples, store writes; at the lowest CPU priority). With ``parity.diff_on: worker`` the
-loop diffs nothing: every pair goes to the worker (for a host with a core to spare); with ``auto``
-(the default) and 3 usable CPUs or more, every pair goes to the worker while it keeps up, and the
-loop diffs what it leaves (the pipe full, the worker gone); with fewer, as ``proxy``. With
-``parity.copies_from: worker`` the worker also sends the copies (``copies.py``): the proxy hands over
-each request, as the copy's bytes, with the user's stable answer, and never touches the candidate.
+64 KiB, while the worker is behind; not compressed, no noise call wanted) are diffed where they are, on
+the proxy's event loop, a few milliseconds' worth at a time, recording only what the counts need
+(``QuickDiff.keys_raw``: only the headers compared are decoded); the counts are summed and go to the
+worker every 250 ms. The loop spends at most ``QUICK_SHARE`` of its time on it: beyond that, pairs
+go to the worker process, as do the pairs of endpoints slow to diff, a differing pair whose sample
+the store wants, and every pair the cheap path cannot settle (``triage.py``, ``ParitySink``: the
+same cheap path, noise calls, full diff, samples, store writes; at the lowest CPU priority). With
+``parity.diff_on: worker`` the loop diffs nothing: every pair goes to the worker (for a host with a
+core to spare); with ``auto`` (the default) and 3 usable CPUs or more, every pair goes to the worker
+while it keeps up, and the loop diffs what it leaves (the pipe full, the worker gone); with fewer,
+as ``proxy``. With ``parity.copies_from: worker`` the worker also sends the copies (``copies.py``):
+the proxy hands over each request, as the copy's bytes, with the user's stable answer, and never
+touches the candidate.
 
 Why the loop and not only the worker (measured, docs/performance-parity.md): on a machine whose
 cores are busy, the worker's diff takes the same CPU from users' requests as the loop's, and more
