@@ -455,13 +455,16 @@ def test_answers_above_the_loops_size_go_to_the_worker_and_are_compared_the_same
     _assert_all_ten_compared(tmp_path)
 
 
-def test_while_the_worker_is_behind_the_loop_diffs_large_answers_too(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker with no CPU to spare (stopped here) leaves the pipe full: large pairs are then diffed
-    on the loop rather than queued towards a drop."""
+@pytest.mark.parametrize("diff_on", ["proxy", "auto"])
+def test_while_the_worker_is_behind_the_loop_diffs_what_it_would_have_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, diff_on: str) -> None:
+    """A worker with no CPU to spare (stopped here) leaves the pipe full: the pairs it would take
+    (large answers; with ``auto`` and CPUs to spare, every pair) are then diffed on the loop rather
+    than queued towards a drop."""
+    monkeypatch.setattr(worker, "usable_cpus", lambda: 8.0)
     monkeypatch.setattr(worker, "QUICK_SHARE", 1.0)  # a preemption of this process must not count
     monkeypatch.setattr(worker, "_SLOW_PAIR", float("inf"))
-    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"]))
+    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"], diff_on=diff_on))
     os.kill(sink._process.pid, signal.SIGSTOP)
 
     async def proxy_loop() -> None:
@@ -489,32 +492,6 @@ def test_diff_on_auto_hands_pairs_to_the_worker_only_with_cpus_to_spare(
     assert (sink.quick, sink.to_worker, sink.dropped) == (on_loop, 10 - on_loop, 0)
     assert sink.diff_on == ("proxy" if on_loop else "auto-worker")
     _assert_all_ten_compared(tmp_path)
-
-
-def test_diff_on_auto_diffs_on_the_loop_what_a_stalled_worker_leaves(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """With CPUs to spare every pair goes to the worker, until it stops taking them (stopped here:
-    the pipe fills); then the loop diffs them rather than queue them towards a drop."""
-    monkeypatch.setattr(worker, "usable_cpus", lambda: 8.0)
-    monkeypatch.setattr(worker, "QUICK_SHARE", 1.0)  # a preemption of this process must not count
-    monkeypatch.setattr(worker, "_SLOW_PAIR", float("inf"))
-    sink = worker.ProcessSink(_plan(tmp_path, samples=0, ignore=["$.at"], diff_on="auto"))
-    os.kill(sink._process.pid, signal.SIGSTOP)
-
-    async def proxy_loop() -> None:
-        for i in range(200):
-            sink.submit(_big_pair(i))
-            if i % 10 == 9:
-                await asyncio.sleep(0.03)
-
-    try:
-        asyncio.run(proxy_loop())
-    finally:
-        os.kill(sink._process.pid, signal.SIGCONT)
-        sink.close()
-    assert sink.to_worker >= 10 and sink.quick >= 100 and sink.dropped == 0
-    with _written(tmp_path) as store:
-        assert store.tally().endpoints[0].compared == 200
 
 
 def test_usable_cpus_is_bounded_by_the_cgroups_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
