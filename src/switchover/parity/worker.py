@@ -44,10 +44,10 @@ import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from switchover.parity.compare import Comparer
+from switchover.parity.cpus import usable_cpus
 from switchover.parity.quick import Counts, QuickDiff
 from switchover.parity.report import build_report, plan_budget
 from switchover.parity.store import MismatchStore, store_path
@@ -80,9 +80,8 @@ _SLOW_FORGIVEN = 60.0  # seconds until endpoints found slow are tried on the loo
 # (up to quick.QUICK_MAX_BYTES, within its share) rather than let them be dropped.
 LOOP_MAX_BYTES = 16 * 1024
 # ``diff_on: auto`` hands every pair to the worker while it keeps up from this many usable CPUs (one
-# for the proxy, one for the worker, one for the rest of the host), else diffs as ``proxy``.
+# for the proxy, one for the worker, one for the rest of the host; cpus.py), else diffs as ``proxy``.
 AUTO_WORKER_CPUS = 3
-_CGROUP = Path("/sys/fs/cgroup")  # as a container sees its own cgroup
 _HOLD = 0.005  # seconds: pairs for the cheap path wait this long to be diffed together
 _HOLD_MAX = 64  # or until this many wait
 _SLICE = 0.0003  # seconds of diffing at a time, between turns of the loop
@@ -102,33 +101,6 @@ PAIR, SAMPLE, NOISE, COUNTS, STOP, COPY, TARGET = 1, 2, 3, 4, 5, 6, 7
 def _frame(kind: int, message: object) -> bytes:
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEAD.pack(len(data), kind | _PICKLED) + data
-
-
-def usable_cpus() -> float:
-    """The CPUs this process may use: its affinity, bounded by its cgroup's quota (a container's
-    CPU limit, which the affinity does not show)."""
-    try:
-        cpus = float(len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not Linux
-        cpus = float(os.cpu_count() or 1)
-    quota = _cgroup_quota(_CGROUP)
-    return cpus if quota is None else min(cpus, quota)
-
-
-def _cgroup_quota(root: Path) -> float | None:
-    """The CPUs a cgroup's quota allows (v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us``), or None:
-    no quota, or none that can be read."""
-    try:
-        quota, period = (root / "cpu.max").read_text().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
-    except (OSError, ValueError):
-        pass
-    try:
-        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-    except (OSError, ValueError):
-        return None
-    return quota_us / period_us if quota_us > 0 else None  # -1: no quota
 
 
 class ProcessSink:

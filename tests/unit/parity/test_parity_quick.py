@@ -494,25 +494,6 @@ def test_diff_on_auto_hands_pairs_to_the_worker_only_with_cpus_to_spare(
     _assert_all_ten_compared(tmp_path)
 
 
-def test_usable_cpus_is_bounded_by_the_cgroups_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    affinity = len(os.sched_getaffinity(0))
-    monkeypatch.setattr(worker, "_CGROUP", tmp_path)
-    assert worker.usable_cpus() == affinity  # no cgroup files
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # cgroup v1, no quota
-    assert worker.usable_cpus() == affinity
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("25000\n")  # v1, a quarter of a CPU
-    assert worker.usable_cpus() == 0.25
-    cpu_max = tmp_path / "cpu.max"  # v2 is read first
-    cpu_max.write_text("max 100000\n")
-    assert worker.usable_cpus() == affinity
-    cpu_max.write_text("50000 100000\n")  # a container limited to half a CPU
-    assert worker.usable_cpus() == 0.5
-    cpu_max.write_text("garbage\n")  # unreadable: v1's quota then
-    assert worker.usable_cpus() == 0.25
-
-
 def test_beyond_its_share_of_the_loop_pairs_go_to_the_worker_and_are_all_compared(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worker, "QUICK_SHARE", 0.0)
