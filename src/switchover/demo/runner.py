@@ -43,7 +43,9 @@ analysis:
   failure_limit: 3
   inconclusive_limit: 20
   on_inconclusive: rollback
+parity: {{ignore: ["$.version"]}}  # v1 and v2 say which they are
 steps:
+  - shadow: {{percent: 20, hold: {hold}, budget: 0.01, min_compared: 100}}
   - canary: {{weight: 10, hold: {hold}}}
   - canary: {{weight: 25, hold: {hold}}}
   - canary: {{weight: 50, hold: {hold}}}

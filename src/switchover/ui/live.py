@@ -29,6 +29,12 @@ def _event_line(event: Any) -> str:
         detail = f"{p.get('outcome')}: {p.get('reason', '')}"
     elif event.kind in ("step_entered", "step_done"):
         detail = f"step {int(p.get('index', 0)) + 1} {p.get('kind', '')} {p.get('status', '')}"
+    elif event.kind == "shadow_started":
+        source = str(p.get("source", "mirror"))
+        traffic = f"mirror {p.get('percent')}%" if source == "mirror" else source
+        detail = f"{traffic}, budget {float(p.get('budget', 0)):.2%}, at least {p.get('min_compared')} compared"
+    elif event.kind == "shadow_result":
+        detail = f"{p.get('outcome')}: {p.get('summary', '')}"
     elif event.kind == "operator_command":
         detail = str(p.get("command"))
     elif event.kind in ("rollback", "paused", "run_finished"):
