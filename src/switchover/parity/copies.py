@@ -6,8 +6,11 @@ candidate's answer: what mirroring costs its event loop is one hand-over per pai
 the copies with the proxy's own mirror code (``traffic/proxy/mirror.py``: batches pipelined on one
 connection, at most the proxy's ``max_mirrors_in_flight``, idempotent copies sent again when the
 candidate cuts a pipeline) on an event loop of its own, and gives each pair to ``Triage`` as if the
-proxy had handed it over whole. What came of the copies (sent, completed, failed, dropped, retried)
-goes to the store's counters with the diff counts, since the proxy's own stats no longer see them.
+proxy had handed it over whole. What came of the copies (sent, completed, failed, dropped, retried,
+the candidate's statuses and latencies) is counted in a block of the proxy's own counters
+(``shared.py``; Linux), so the proxy's ``GET /api/v1/stats`` and ``/metrics`` (the ``shadow`` role,
+``mirror``) show them as they would the proxy's own copies; and it goes to the store's counters with
+the diff counts (``copies_sent``...).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import os
 import ssl
 import time
@@ -32,6 +36,8 @@ from switchover.traffic.proxy.upstream import Pool
 
 if TYPE_CHECKING:
     from switchover.parity.triage import Triage
+
+log = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 0.2  # seconds: copies past the response timeout are failed this often (as the proxy's sweep)
 _DRAIN = 10.0  # seconds at most, after the proxy's last frame, for the copies in flight to be answered
@@ -51,9 +57,15 @@ class CopySender:
         self._reported = dict.fromkeys(_COUNTERS, 0)
         self._waiting: deque[RawCopy] = deque()
         self._queue = triage.sink.parity.queue
-        self._drops = 0  # copies waiting beyond the queue (or before their target: a proxy of another version)
+        self._drops = 0  # copies handed over before their target (a proxy of another version)
 
     def target(self, target: CopyTarget) -> None:
+        if target.counters is not None:
+            try:  # the copies count in the proxy's own counters, in the block kept for this process
+                self.stats = ProxyStats(Shared.attach(target.counters), target.counters.index)
+            except (OSError, ValueError) as exc:
+                log.warning("parity: the proxy's counters cannot be opened (%s): its stats will not show the "
+                            "copies this process sends; the parity report's counters do", exc)
         self.candidate = parse_upstream(target.url, "candidate")
         context = ssl.create_default_context() if self.candidate.tls else None
         pool = Pool(self.candidate, context, target.connect_timeout, target.max_in_flight)
@@ -70,7 +82,7 @@ class CopySender:
             if len(self._waiting) < self._queue:
                 self._waiting.append(copy)
             else:
-                self._drops += 1
+                self.stats.mirror_dropped += 1
         else:
             mirror.send(copy[0], copy[10], _Waiting(self, copy))
 

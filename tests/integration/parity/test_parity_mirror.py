@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -86,8 +87,8 @@ def test_parity_serve_behind_nginx_mirror_reports_the_same_fields_as_the_builtin
 @pytest.mark.parametrize("copies_from", ["proxy", "worker"])
 def test_the_builtin_proxy_with_diff_on_worker_finds_the_same_and_diffs_nothing_on_its_loop(
         services, processes, tmp_path, copies_from: str) -> None:
-    # copies_from: worker: the parity process also sends the copies; the proxy's own stats see them
-    # handed over (mirror.sent), and what came of them is in the parity report's counters.
+    # copies_from: worker: the parity process also sends the copies, and counts what came of them in
+    # the proxy's own stats (mirror, the shadow role) as well as in the parity report's counters.
     stable, candidate = services(), services(candidate_changes)
     plan, listen, admin = proxy_plan(tmp_path, stable.url, candidate.url, diff_on="worker", copies_from=copies_from)
     start_proxy(processes, plan, admin)
@@ -103,16 +104,17 @@ def test_the_builtin_proxy_with_diff_on_worker_finds_the_same_and_diffs_nothing_
     assert (sink["diffed_in_proxy"], sink["to_worker"], sink["dropped"]) == (0, 200, 0)
     copies = [h for _, p, h in candidate.seen if p.startswith("/orders/")]
     assert len(copies) == 200 and all(h.get("x-switchover-shadow") == "1" for h in copies)
-    mirror = httpx.get(f"http://127.0.0.1:{admin}/api/v1/stats").json()["mirror"]
-    assert mirror["sent"] == 200
+    stats = httpx.get(f"http://127.0.0.1:{admin}/api/v1/stats").json()
+    assert (stats["mirror"]["sent"], stats["mirror"]["completed"], stats["mirror"]["failed"]) == (200, 200, 0)
+    shadow = stats["roles"]["shadow"]
+    assert (shadow["requests"], shadow["status"], sum(shadow["latency_counts"])) == (200, {"200": 200}, 200)
+    metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics").text
+    assert re.search(r'http_requests_total\{app="[^"]*",role="shadow",status="200"\} 200\.0', metrics), metrics[:2000]
     if copies_from == "worker":
-        assert mirror["completed"] == 0  # the proxy never read a candidate's answer
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()["counters"]
                  .get("copies_completed") == 200, what="the worker to count the copies it sent")
         counters = httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()["counters"]
         assert (counters["copies_sent"], counters.get("copies_failed", 0), counters.get("copies_dropped", 0)) == (200, 0, 0)
-    else:
-        assert mirror["completed"] == 200
 
 
 @pytest.mark.parametrize("copies_from", ["proxy", "worker"])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from switchover.metrics.base import LATENCY_BOUNDS
-from switchover.traffic.proxy.shared import Shared
+from switchover.traffic.proxy.shared import HelperBlock, Shared
 from switchover.traffic.proxy.stats import ProxyStats, StatsCollector, snapshot
 
 
@@ -56,3 +58,28 @@ def test_collector_renders_cumulative_buckets_and_counters() -> None:
     assert families["switchover_proxy_candidate_ejected"].samples[0].value == 1
     assert families["switchover_proxy_overload_rejected"].samples[0].value == 7
     assert families["switchover_proxy_mirror_dropped"].samples[0].value == 1
+
+
+def _helper_counts(block: HelperBlock) -> None:
+    """In another process: what the parity worker does with the block the proxy gave it."""
+    stats = ProxyStats(Shared.attach(block), block.index)
+    stats.shadow.record(200, 0.002)
+    stats.shadow.record(502, 0.004)
+    stats.mirror_sent += 2
+
+
+def test_a_spawned_helper_counts_in_the_proxys_own_counters() -> None:
+    """``copies_from: worker``: the copies the parity worker (a spawned process, which inherits no
+    memory) sends show in the proxy's stats as its own would."""
+    shared = Shared(1, helpers=1)
+    ProxyStats(shared, 0).shadow.record(200, 0.001)  # a copy the proxy sent itself
+    block = shared.helper_block()
+    assert block is not None and block.index == 1 and shared.helper_block(1) is None
+    helper = multiprocessing.get_context("spawn").Process(target=_helper_counts, args=(block,))
+    helper.start()
+    helper.join(30)
+    assert helper.exitcode == 0
+    stats = snapshot(shared, "orders", 1.0, 2.0)
+    assert stats["roles"]["shadow"]["status"] == {"200": 2, "502": 1}
+    assert stats["roles"]["shadow"]["errors"] == 1 and stats["mirror"]["sent"] == 2
+    assert Shared(1).helper_block() is None  # no helper block asked for: none to give

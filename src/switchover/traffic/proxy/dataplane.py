@@ -49,7 +49,7 @@ class Proxy:
         mirror_pool = Pool(config.candidate, config.ssl_context(config.candidate), limits.connect_timeout,
                            limits.max_mirrors_in_flight)
         self.mirror = Mirror(self, mirror_pool, sink, limits.body_copy_cap, limits.response_timeout,
-                             limits.mirror_batch_wait)
+                             limits.mirror_batch_wait, shared.helper_block())
         self.sink = sink
         self.conns: set[ClientConn] = set()
         self.draining = False

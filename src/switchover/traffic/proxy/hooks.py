@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from switchover.traffic.proxy.shared import HelperBlock
+
 RawHeaders = list[tuple[bytes, bytes]]
 # method, target, request headers, request body, arrival (epoch seconds),
 # stable's status, headers, body, latency, error kind; then the candidate's.
@@ -61,6 +63,9 @@ class CopyTarget:
     connect_timeout: float
     max_in_flight: int
     batch_wait: float
+    # The sink's block of the proxy's counters (shared.py): what came of its copies counts in the
+    # proxy's ``shadow`` role and mirror counters. None: the proxy counts copies as handed over.
+    counters: HelperBlock | None = None
 
 
 class MirrorSink(Protocol):

@@ -22,6 +22,7 @@ from switchover.traffic.proxy.hooks import (
     RawPair,
     pair_from_raw,
 )
+from switchover.traffic.proxy.shared import HelperBlock
 from switchover.traffic.proxy.upstream import Pool, UpstreamConn
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def error_kind(kind: str) -> str:
 
 class Mirror:
     def __init__(self, proxy: MirrorHost, pool: Pool, sink: MirrorSink | None, cap: int, timeout: float,
-                 batch_wait: float = 0.0) -> None:
+                 batch_wait: float = 0.0, counters: HelperBlock | None = None) -> None:
         self.proxy = proxy
         self.pool = pool
         self.sink = sink
@@ -143,11 +144,14 @@ class Mirror:
         self.submit_raw: Callable[[RawPair], None] | None = getattr(sink, "submit_raw", None)
         # A sink that sends the copies itself (hooks.py, ``RawCopy``): the proxy only hands them over.
         self.submit_copy: Callable[[RawCopy], None] | None = None
+        # With a block of its own in the proxy's counters the sink counts the copies it sends; else
+        # the proxy counts each as sent when it hands it over.
+        self._count_handovers = counters is None
         if sink is not None and getattr(sink, "sends_copies", False):
             copying = cast(CopyingSink, sink)
             self.submit_copy = copying.submit_copy
             copying.send_copies_to(CopyTarget(proxy.candidate.url, cap, timeout, pool.connect_timeout,
-                                              pool.max_in_flight, batch_wait))
+                                              pool.max_in_flight, batch_wait, counters))
         self.cap = cap
         self.timeout = timeout
         self.batch_wait = batch_wait
@@ -171,7 +175,8 @@ class Mirror:
         if pair is not None:
             pair.body = body
             if self.submit_copy is not None:  # the sink sends it, bounds it and counts what came of it
-                self.proxy.stats.mirror_sent += 1
+                if self._count_handovers:
+                    self.proxy.stats.mirror_sent += 1
                 pair.copy_ready(copy_request(self, exchange, body))
                 return
         if not self.send(exchange.method, copy_request(self, exchange, body), pair):

@@ -127,8 +127,8 @@ async def start(config: ProxyConfig, split: Split, sink: MirrorSink | None, *, s
     from switchover.traffic.proxy.server import ClientConn
 
     loop = asyncio.get_running_loop()
-    if shared is None:
-        shared = Shared(1)
+    if shared is None:  # one block more for a sink that sends the copies (its process counts them there)
+        shared = Shared(1, helpers=1 if getattr(sink, "sends_copies", False) else 0)
         shared.set_split(split.candidate_weight, split.mirror_percent)
     proxy = Proxy(config, shared, worker, sink, loop)
     host, port = config.listen
