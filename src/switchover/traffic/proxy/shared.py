@@ -95,7 +95,7 @@ class Shared:
         return unpack_split(self.words[0])
 
     def total(self, offset: int) -> int:
-        """A counter summed over the workers (offset within a worker's block)."""
+        """A counter summed over the blocks, workers' and helpers' (offset within a block)."""
         words = self.words
         return sum(words[HEADER + w * WORKER_SIZE + offset] for w in range(self.blocks))
 
