@@ -37,3 +37,18 @@ def test_without_a_terminal_it_prints_one_line_per_event() -> None:
     view.update(STATE, {})  # nothing new: nothing printed twice
     lines = [line for line in console.export_text().splitlines() if line.strip()]
     assert len(lines) == 4 and "weight 10%" in lines[2] and "fail: errors" in lines[3]
+
+
+def test_a_shadow_step_says_what_it_mirrors_and_what_it_found() -> None:
+    state = fold([
+        ev(1, "run_started", {"plan": "orders", "steps": ["shadow"]}),
+        ev(2, "shadow_started", {"percent": 20, "budget": 0.001, "min_compared": 1000, "source": "mirror"}),
+        ev(3, "shadow_result", {"outcome": "fail", "summary": "12 of 2000 compared answers regressed (0.6000%)"}),
+        ev(4, "shadow_started", {"percent": 0, "budget": 0.01, "min_compared": 50, "source": "replay rec.jsonl"}),
+    ])
+    console = Console(record=True, width=160, force_terminal=False)
+    LiveView(console).update(state, {})
+    lines = [line for line in console.export_text().splitlines() if line.strip()]
+    assert "mirror 20%, budget 0.10%, at least 1000 compared" in lines[1]
+    assert "fail: 12 of 2000 compared answers regressed" in lines[2]
+    assert "replay rec.jsonl, budget 1.00%, at least 50 compared" in lines[3]
