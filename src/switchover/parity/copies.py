@@ -42,6 +42,11 @@ log = logging.getLogger(__name__)
 _SWEEP_EVERY = 0.2  # seconds: copies past the response timeout are failed this often (as the proxy's sweep)
 _DRAIN = 10.0  # seconds at most, after the proxy's last frame, for the copies in flight to be answered
 _COUNTERS = ("sent", "completed", "failed", "dropped", "retried")
+# A candidate slower than this to answer gets no pipelined copies from the worker. Higher than the
+# proxy's 10 ms: what the worker measures includes its own wait for a CPU (it runs at the lowest
+# priority; on a busy host, tens of milliseconds), which made it take a fast candidate for a slow one
+# and send every copy alone (docs/performance-parity.md, session 9).
+_SLOW_ANSWER = 0.1
 
 
 class CopySender:
@@ -69,7 +74,8 @@ class CopySender:
         self.candidate = parse_upstream(target.url, "candidate")
         context = ssl.create_default_context() if self.candidate.tls else None
         pool = Pool(self.candidate, context, target.connect_timeout, target.max_in_flight)
-        self.mirror = Mirror(self, pool, None, target.cap, target.response_timeout, target.batch_wait)
+        self.mirror = Mirror(self, pool, None, target.cap, target.response_timeout, target.batch_wait,
+                             slow_answer=_SLOW_ANSWER, bursty=True)
         self.loop.call_later(_SWEEP_EVERY, self._sweep)
 
     def send(self, copy: RawCopy) -> None:

@@ -20,6 +20,7 @@ class Service:
     url: str
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # method, path, headers
     done: list[str] = field(default_factory=list)  # paths answered (after any delay)
+    peers: set[int] = field(default_factory=set)  # client ports: the connections requests came on
 
 
 Behaviour = Callable[[int, dict[str, Any]], dict[str, Any]]
@@ -29,6 +30,10 @@ def order(order_id: int) -> dict[str, Any]:
     return {"id": order_id, "status": "paid", "total_cents": 1000 + order_id,
             "items": [{"sku": f"S{order_id % 7}", "qty": 1 + order_id % 3, "etag": f"e{time.time_ns()}"}],
             "generated_at": time.time_ns()}
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the listen backlog: bursts of users connect at once (the default is 5)
 
 
 def start_service(change: Behaviour | None = None, *, delay: float = 0.0, status: int = 200,
@@ -51,6 +56,7 @@ def start_service(change: Behaviour | None = None, *, delay: float = 0.0, status
             if length:
                 self.rfile.read(length)
             svc.seen.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+            svc.peers.add(self.client_address[1])
             if delay:
                 time.sleep(delay)
             parts = self.path.split("?")[0].strip("/").split("/")
@@ -71,7 +77,7 @@ def start_service(change: Behaviour | None = None, *, delay: float = 0.0, status
         do_GET = _answer
         do_POST = _answer
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     # A slow answer to a client that has gone (the test is over) is no news.
     server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]

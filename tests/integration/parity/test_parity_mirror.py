@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -137,6 +138,34 @@ def test_users_complete_while_slow_copies_are_in_flight(services, processes, tmp
     report = httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()
     # Same service, different timestamps only (ignored): nothing regressed.
     assert (report["regressed"], report["sink"]["dropped"]) == (0, 0)
+
+
+def test_the_worker_sends_copies_handed_over_in_bursts_pipelined(services, processes, tmp_path) -> None:
+    # copies_from: worker: copies reach the worker in bursts (one hand-over every 20 ms), so many in
+    # flight at once is no sign of a candidate falling behind: they leave pipelined, up to 16 on a
+    # connection, not each on a connection of its own (which cost the worker a third more CPU per pair).
+    stable, candidate = services(), services()
+    plan, listen, admin = proxy_plan(tmp_path, stable.url, candidate.url, diff_on="worker", copies_from="worker")
+    start_proxy(processes, plan, admin)
+    assert httpx.put(f"http://127.0.0.1:{admin}/api/v1/split", json={"mirror_percent": 100}).status_code == 200
+
+    async def users() -> list[int]:
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{listen}", limits=limits, timeout=30) as client:
+            statuses: list[int] = []
+            for _ in range(4):  # four bursts of 64 users at once
+                answers = await asyncio.gather(*(client.get(f"/orders/{i}") for i in range(64)))
+                statuses += [r.status_code for r in answers]
+            return statuses
+
+    assert asyncio.run(users()) == [200] * 256
+    wait_for(lambda: httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()["compared"] == 256,
+             what="the worker to compare 256 answers")
+    report = httpx.get(f"http://127.0.0.1:{admin}/api/v1/parity").json()
+    assert (report["regressed"], report["sink"]["dropped"], report["counters"].get("copies_dropped", 0)) == (0, 0, 0)
+    copies = [h for _, p, h in candidate.seen if p.startswith("/orders/")]
+    assert len(copies) == 256
+    assert len(candidate.peers) <= 8, f"{len(candidate.peers)} connections for 256 copies"
 
 
 @pytest.mark.nginx

@@ -134,9 +134,17 @@ def error_kind(kind: str) -> str:
     return {"connect": "connect", "connect-timeout": "connect", "timeout": "timeout"}.get(kind, "reset")
 
 
+SLOW_ANSWER = 0.01  # seconds: a candidate slower than this to answer gets no pipelined copies
+
+
 class Mirror:
     def __init__(self, proxy: MirrorHost, pool: Pool, sink: MirrorSink | None, cap: int, timeout: float,
-                 batch_wait: float = 0.0, counters: HelperBlock | None = None) -> None:
+                 batch_wait: float = 0.0, counters: HelperBlock | None = None, *,
+                 slow_answer: float = SLOW_ANSWER, bursty: bool = False) -> None:
+        """``slow_answer``: a candidate slower than this to answer (as measured here) gets no pipelined
+        copies; ``bursty``: copies come in bursts (handed over from another process every few
+        milliseconds, ``parity/copies.py``), so many in flight at once is no sign of a candidate
+        falling behind, and they leave in pipelines of ``MAX_PIPELINE`` up to the in-flight bound."""
         self.proxy = proxy
         self.pool = pool
         self.sink = sink
@@ -155,8 +163,10 @@ class Mirror:
         self.cap = cap
         self.timeout = timeout
         self.batch_wait = batch_wait
+        self.slow_answer = slow_answer
+        self.bursty = bursty
         self.closing = False
-        self.slow = False  # the candidate takes over SLOW_ANSWER to answer a copy: no pipelines (served)
+        self.slow = False  # the candidate takes over slow_answer to answer a copy: no pipelines (served)
         self._service = 0.0  # moving average of its time to answer the first copy of a pipeline
         self._batch: list[MirrorCopy] = []
         self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
@@ -203,7 +213,8 @@ class Mirror:
         # A server answers pipelined requests one after the other: to a slow candidate, or when copies
         # pile up in flight, each goes on a connection of its own, so that they run side by side there
         # and the in-flight bound is not spent queueing.
-        if len(batch) >= MAX_PIPELINE or self.slow or self.pool.in_flight * 2 >= self.pool.max_in_flight:
+        if len(batch) >= MAX_PIPELINE or self.slow or (
+                not self.bursty and self.pool.in_flight * 2 >= self.pool.max_in_flight):
             self.flush()
         elif len(batch) == 1:
             loop = self.proxy.loop
@@ -213,7 +224,7 @@ class Mirror:
     def served(self, seconds: float) -> None:
         """The candidate answered the first copy of a pipeline in ``seconds`` (not queued behind another)."""
         self._service += (seconds - self._service) / 4
-        self.slow = self._service > SLOW_ANSWER
+        self.slow = self._service > self.slow_answer
 
     def close(self) -> None:
         """Stop: copies still waiting or in flight are given up (counted as not compared, ``stopped``,
@@ -253,7 +264,6 @@ class Mirror:
 
 
 MAX_PIPELINE = 16
-SLOW_ANSWER = 0.01  # seconds: a candidate slower than this to answer gets no pipelined copies
 _IDEMPOTENT = frozenset((b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"))  # RFC 9110, 9.2.2
 
 
