@@ -27,6 +27,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
+from switchover.parity.pipe import PipeReader
 from switchover.traffic.proxy.config import UpstreamAddress, parse_upstream
 from switchover.traffic.proxy.hooks import CopyTarget, RawCopy, RawHeaders
 from switchover.traffic.proxy.mirror import Mirror
@@ -173,17 +174,16 @@ def serve_copies(conn: Connection, triage: Triage,
         fd = conn.fileno()
         os.set_blocking(fd, False)
         buffer = bytearray()
+        read = PipeReader(fd, 1024 * 1024)
         ended = asyncio.Event()
 
         def readable() -> None:
             try:
-                chunk = os.read(fd, 1024 * 1024)
+                if not read.into(buffer):
+                    ended.set()  # the proxy is gone
+                    return
             except BlockingIOError:
                 return
-            if not chunk:
-                ended.set()  # the proxy is gone
-                return
-            buffer.extend(chunk)
             gc.disable()
             try:
                 if take_frames(buffer, triage, sender):

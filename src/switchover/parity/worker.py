@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from switchover.parity.compare import Comparer
 from switchover.parity.cpus import usable_cpus
+from switchover.parity.pipe import PipeReader
 from switchover.parity.quick import Counts, QuickDiff
 from switchover.parity.report import build_report, plan_budget
 from switchover.parity.store import MismatchStore, store_path
@@ -499,14 +500,13 @@ def _work(plan: Plan, conn: Connection) -> None:
         return
     fd = conn.fileno()
     buffer = bytearray()
+    read = PipeReader(fd, _PIPE_SIZE)
     try:
         wait = triage.flush()
         while True:
             if conn.poll(wait):
-                chunk = os.read(fd, _PIPE_SIZE)
-                if not chunk:
+                if not read.into(buffer):
                     break  # the proxy is gone
-                buffer += chunk
                 # Unpickling and diffing make containers, all freed (no cycles) once a pair is done:
                 # collections in the middle of a chunk would only walk them.
                 gc.disable()
