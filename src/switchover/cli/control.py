@@ -168,7 +168,7 @@ def status(plan: Path = PLAN_ARG, as_json: bool = JSON_OPT) -> None:
 
 @app.command()
 def demo(
-    bad_candidate: bool = typer.Option(False, "--bad-candidate", help="v2 answers 5% 500s, slower: watch the rollback"),
+    bad_candidate: bool = typer.Option(False, "--bad-candidate", help="v2 answers 5% 500s, slower: the shadow step catches it and rolls back before any user reaches v2"),
 ) -> None:
     """A cutover of a sample orders service, v1 -> v2, under load, in about a minute."""
     from switchover.demo.runner import run_demo
