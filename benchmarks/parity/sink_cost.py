@@ -217,7 +217,10 @@ def _one(args: argparse.Namespace, name: str, stable: str, candidate: str, tmp: 
             start = time.monotonic()
             _drive(port, args.instructions)
             print(f"{name}: {args.instructions / (time.monotonic() - start):.0f} requests/s under callgrind")
-            return _instructions(proc.pid) / 1000 / args.instructions
+            counted = _instructions(proc.pid) / 1000 / args.instructions
+            if args.keep_profiles:
+                print(f"{name}: profile {_CALLGRIND_DIR}/callgrind.out.{proc.pid}.2 (the measured requests)")
+            return counted
         _wrk(url, 1)  # warm up
         proc.send_signal(signal.SIGUSR2)
         before = float(proc.stdout.readline().split()[1])
@@ -263,6 +266,8 @@ def main() -> None:
                              "company (limits.mirror_batch_wait) run X times slower, as "
                              "callgrind runs the proxy (measured here: ~400 requests/s against ~16,000 with wrk), so "
                              "that as many pairs share each timer as at full speed; 1: the timers as they are")
+    parser.add_argument("--keep-profiles", type=Path, metavar="DIR",
+                        help="with --instructions: keep callgrind's dumps in DIR (callgrind_annotate reads them)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -283,6 +288,9 @@ def main() -> None:
             open(Path(tmp_name) / "processes.log", "ab") as log:
         tmp = Path(tmp_name)
         _CALLGRIND_DIR = tmp_name
+        if args.keep_profiles:
+            args.keep_profiles.mkdir(parents=True, exist_ok=True)
+            _CALLGRIND_DIR = str(args.keep_profiles.resolve())
         procs = Processes(log)  # type: ignore[arg-type]
         try:
             ports = {k: free_port() for k in ("stable", "candidate")}

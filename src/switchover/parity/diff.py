@@ -531,19 +531,16 @@ def _object_keys(sb: bytes, cb: bytes, opts: DiffOptions) -> set[str] | None:
     if ignored(()):
         return keys
     try:
-        ma, mb = rawjson.OBJECT.decode(sb), rawjson.OBJECT.decode(cb)
+        members = rawjson.differing_members(sb, cb)
     except rawjson.DecodeError:
         return None  # the general path says what it makes of text that is not JSON
     plain_numbers = not opts.float_tolerance  # then two numbers of one type are equal only when ==
     walk: rawjson.RawWalk | None = None
     try:
-        for key, va in ma.items():
-            vb = mb.get(key)
-            if vb is None:
+        for key, va, vb in members:
+            if va is None or vb is None:
                 if not ignored((key,)):
-                    keys.add(difference_key((key,), DiffKind.MISSING))
-                continue
-            if va == vb:
+                    keys.add(difference_key((key,), DiffKind.MISSING if vb is None else DiffKind.EXTRA))
                 continue
             loc: Location = (key,)
             if ignored(loc):
@@ -560,9 +557,6 @@ def _object_keys(sb: bytes, cb: bytes, opts: DiffOptions) -> set[str] | None:
             walk.values(va, vb, loc)
     except RecursionError:
         return None  # the general path compares documents nested too deep as text
-    for key in mb:
-        if key not in ma and not ignored((key,)):
-            keys.add(difference_key((key,), DiffKind.EXTRA))
     if walk is not None:
         assert isinstance(walk.w, _KeyWalker)
         keys |= walk.w.keys

@@ -29,6 +29,46 @@ _OPEN_OBJECT, _OPEN_ARRAY = ord("{"), ord("[")
 
 DecodeError = msgspec.DecodeError
 Raw = msgspec.Raw
+Text = bytes | msgspec.Raw
+Member = tuple[str, Text | None, Text | None]  # a name, and its value's text on each side (None: absent)
+
+try:  # the compiled reader (setup.py); without it, msgspec alone: the same results, slower
+    from switchover.parity import _members
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _native: Callable[[Text, Text], list[Member] | None] | None = None
+else:
+    _native = _members.differing_members if _members.VERSION == 1 else None
+
+
+def differing_members(a: Text, b: Text) -> list[Member]:
+    """The members of two JSON objects (UTF-8 texts) whose texts differ: (name, a's text, b's text),
+    a's in a's order with None for b's when b lacks it, then b's own with None for a's. Read by
+    ``_members.c`` when it can tell, else by msgspec (raises ``DecodeError`` when one is not a valid
+    JSON object)."""
+    if _native is not None:
+        found = _native(a, b)
+        if found is not None:
+            return found
+    return members_by_msgspec(a, b)
+
+
+def members_by_msgspec(a: Text, b: Text) -> list[Member]:
+    """``differing_members`` read by msgspec alone."""
+    ma, mb = OBJECT.decode(a), OBJECT.decode(b)
+    out: list[Member] = []
+    for key, va in ma.items():
+        vb = mb.get(key)
+        if va != vb:
+            out.append((key, va, vb))
+    for key, vb in mb.items():
+        if key not in ma:
+            out.append((key, None, vb))
+    return out
+
+
+def native() -> bool:
+    """Whether the compiled reader is there (the benchmarks say so; the tests in CI require it)."""
+    return _native is not None
 
 
 class Options(Protocol):
@@ -64,19 +104,16 @@ class RawWalk:
     def objects(self, a: bytes | msgspec.Raw, b: bytes | msgspec.Raw, loc: Location) -> None:
         """Two JSON objects whose texts differ (raises ``DecodeError`` when one is not valid JSON)."""
         w = self.w
-        ma, mb = OBJECT.decode(a), OBJECT.decode(b)
-        for key, va in ma.items():
-            vb = mb.get(key)
-            if vb is None:
+        for key, va, vb in differing_members(a, b):
+            if va is not None and vb is not None:
+                self.values(va, vb, (*loc, key))
+            elif va is not None:
                 if not w.ignored((*loc, key)):
                     w.add((*loc, key), DiffKind.MISSING, self.show(va), None, b_absent=True)
-            elif va != vb:
-                self.values(va, vb, (*loc, key))
-        for key, vb in mb.items():
-            if key not in ma and not w.ignored((*loc, key)):
+            elif vb is not None and not w.ignored((*loc, key)):
                 w.add((*loc, key), DiffKind.EXTRA, None, self.show(vb), a_absent=True)
 
-    def values(self, a: msgspec.Raw, b: msgspec.Raw, loc: Location) -> None:
+    def values(self, a: Text, b: Text, loc: Location) -> None:
         """Two values whose texts differ."""
         w = self.w
         if w.ignored(loc):
@@ -89,7 +126,7 @@ class RawWalk:
         else:  # scalars, different types, multisets: the walker decides
             w.walk(self.load(a), self.load(b), loc)
 
-    def arrays(self, a: msgspec.Raw, b: msgspec.Raw, loc: Location) -> None:
+    def arrays(self, a: Text, b: Text, loc: Location) -> None:
         """Two ordered arrays whose texts differ."""
         w = self.w
         la, lb = _ARRAY.decode(a), _ARRAY.decode(b)
