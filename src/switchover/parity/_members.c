@@ -3,8 +3,8 @@
  * What msgspec's ``Decoder(dict[str, Raw])`` gives the proxy's cheap diff (rawjson.py), at a few
  * instructions a byte instead of ~11, and only for the members that differ: the second document is
  * read against the first, a member whose text is the same bytes as the first's at the same place
- * is passed over with one memcmp. Any doubt (not two objects, not valid JSON, a key with escapes,
- * two members of one name, more than MAX_MEMBERS members, nesting beyond MAX_DEPTH, a lone
+ * is passed over with one memcmp. Any doubt (not two objects, not valid JSON, a name with escapes
+ * or beyond ASCII, two members of one name, more than MAX_MEMBERS members, nesting beyond MAX_DEPTH, a lone
  * surrogate) returns None: the caller then reads both with msgspec as before, so a result from
  * here is always what msgspec would have found (tests/unit/parity/test_parity_members.py checks
  * both on generated and on mangled documents).
@@ -247,6 +247,9 @@ static int read_members(ptr base, Py_ssize_t n, member *out, int *count, ptr fir
             if (p == NULL || escaped)
                 return 0;  /* names with escapes: msgspec compares them decoded */
             Py_ssize_t key_len = (p - 1) - key;
+            for (Py_ssize_t i = 0; i < key_len; i++)
+                if (key[i] >= 0x80)
+                    return 0;  /* names beyond ASCII: msgspec checks their UTF-8 */
             p = skip_ws(p, end);
             if (p >= end || *p != ':')
                 return 0;
@@ -413,10 +416,6 @@ static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t 
     return out;
 error:
     Py_DECREF(out);
-    if (PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {  /* a name that is not UTF-8: msgspec says what it is */
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
     return NULL;
 }
 
@@ -424,8 +423,8 @@ PyDoc_STRVAR(differing_members_doc,
 "differing_members(a, b, /)\n--\n\n"
 "The top-level members of two JSON objects (UTF-8 texts) whose texts differ, as a list of\n"
 "(name, a's text or None, b's text or None): a's members in a's order, then those only b has.\n"
-"None when this cannot tell (not two objects, not valid JSON, a name with escapes, two members of\n"
-"one name, more than 256 members, nested deeper than 32): read them with msgspec then.");
+"None when this cannot tell (not two objects, not valid JSON, a name with escapes or beyond ASCII,\n"
+"two members of one name, more than 256 members, nested deeper than 32): read them with msgspec then.");
 
 static PyObject *differing_members(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {

@@ -117,7 +117,8 @@ CASES: list[tuple[bytes, bytes]] = [
     (b'{"a" 1}', b'{"a":1}'),
     (b'[1]', b'{"a":1}'),
     (b'', b'{}'),
-    (b'{"caf\xc3\xa9":"\xc3\xa9"}', b'{"caf\xc3\xa9":"e"}'),  # UTF-8 names and values
+    (b'{"caf\xc3\xa9":"\xc3\xa9"}', b'{"caf\xc3\xa9":"e"}'),  # a UTF-8 name: left to msgspec
+    (b'{"a":"\xc3\xa9","b":1}', b'{"a":"\xc3\xa9","b":2}'),  # UTF-8 values
     (b'{"a":' + b"[" * 40 + b"]" * 40 + b"}", b'{"a":1}'),  # deeper than the reader goes
     (b'{"a":' + b"[" * 20 + b"]" * 20 + b"}", b'{"a":2}'),
     (b"{" + b",".join(b'"k%d":%d' % (i, i) for i in range(300)) + b"}", b'{"a":1}'),  # more members than it keeps
