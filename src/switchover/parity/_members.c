@@ -13,6 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_DEPTH 32     /* containers inside a member: deeper documents go to msgspec */
@@ -59,17 +60,82 @@ static inline long hex4(ptr p)
     return v;
 }
 
+/* p: a byte above 0x7f in a string. Returns just after its UTF-8 sequence, or NULL when it is not
+ * one that Python's strict decoder takes (overlong forms, surrogates, beyond U+10FFFF). */
+static ptr skip_utf8(ptr p, ptr end)
+{
+    unsigned char c = p[0];
+    int more;
+    unsigned char low = 0x80, high = 0xBF;  /* the range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF)
+        more = 1;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        more = 2;
+        if (c == 0xE0)
+            low = 0xA0;
+        else if (c == 0xED)
+            high = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        more = 3;
+        if (c == 0xF0)
+            low = 0x90;
+        else if (c == 0xF4)
+            high = 0x8F;
+    } else
+        return NULL;
+    if (end - p <= more || p[1] < low || p[1] > high)
+        return NULL;
+    for (int i = 2; i <= more; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return NULL;
+    return p + 1 + more;
+}
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+/* The high bit of each of the eight bytes of w that is a quote, a backslash, below 0x20 or above
+ * 0x7f: exact up to the first such byte (bytes after it may be marked wrongly, never before). */
+static inline uint64_t specials(uint64_t w)
+{
+    uint64_t q = w ^ (ONES * '"'), b = w ^ (ONES * '\\');
+    return (((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - ONES * 0x20) & ~w) | w) & HIGHS;
+}
+
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORDS 1  /* the first byte in memory is the lowest: the first marked byte is the lowest bit */
+#else
+#define WORDS 0
+#endif
+
 /* p: just after an opening quote. Returns just after the closing quote, or NULL when the text is
- * not a valid string. *escaped is set when the string holds an escape. Bytes above 0x7f are taken
- * as they are: the caller has checked that the whole text is UTF-8. */
+ * not a valid string (UTF-8 included). *escaped is set when the string holds an escape. Eight bytes
+ * at a time up to the next byte that needs a look. */
 static ptr skip_string(ptr p, ptr end, int *escaped)
 {
     while (p < end) {
+#if WORDS
+        if (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            uint64_t m = specials(w);
+            if (m == 0) {
+                p += 8;
+                continue;
+            }
+            p += __builtin_ctzll(m) >> 3;
+        }
+#endif
         unsigned char c = *p;
         if (c == '"')
             return p + 1;
         if (c < 0x20)
             return NULL;
+        if (c >= 0x80) {
+            p = skip_utf8(p, end);
+            if (p == NULL)
+                return NULL;
+            continue;
+        }
         if (c != '\\') {
             p++;
             continue;
@@ -333,19 +399,61 @@ static int index_names(short *table, ptr base, const member *m, int count)
     return 1;
 }
 
-/* Append (name, a's text or None, b's text or None) to ``out``; -1 on a Python error. */
-static int add_member(PyObject *out, ptr key_base, const member *named, ptr a_base, const member *a, ptr b_base,
-                      const member *b)
+/* What a differing member is, for ``changed_members``. */
+enum { K_STRING = 0, K_INTEGER = 1, K_BOOLEAN = 2, K_WALK = 3, K_MISSING = 4, K_EXTRA = 5 };
+
+/* A value whose text differs from the other side's: a string without escapes, an integer (not -0),
+ * true or false, or something the Python walk decides (K_WALK). */
+static int value_class(ptr v, Py_ssize_t n)
+{
+    if (n == 0)
+        return K_WALK;
+    unsigned char c = v[0];
+    if (c == '"')
+        return memchr(v, '\\', (size_t)n) ? K_WALK : K_STRING;
+    if (c == 't' || c == 'f')
+        return K_BOOLEAN;
+    if (c == '-' || is_digit(c)) {
+        Py_ssize_t i = c == '-';
+        if (i == 1 && n == 2 && v[1] == '0')
+            return K_WALK;  /* -0, equal to 0 */
+        for (; i < n; i++)
+            if (!is_digit(v[i]))
+                return K_WALK;
+        return K_INTEGER;
+    }
+    return K_WALK;
+}
+
+/* Append to ``out`` (name, a's text or None, b's text or None), or with ``kinds`` (name, kind);
+ * -1 on a Python error. */
+static int add_member(PyObject *out, int kinds, ptr key_base, const member *named, ptr a_base, const member *a,
+                      ptr b_base, const member *b)
 {
     PyObject *key = PyUnicode_DecodeUTF8((const char *)key_base + named->key, named->key_len, "strict");
     if (key == NULL)
         return -1;
-    PyObject *va = a ? PyBytes_FromStringAndSize((const char *)a_base + a->value, a->value_len) : Py_NewRef(Py_None);
-    PyObject *vb = b ? PyBytes_FromStringAndSize((const char *)b_base + b->value, b->value_len) : Py_NewRef(Py_None);
-    PyObject *item = (va && vb) ? PyTuple_Pack(3, key, va, vb) : NULL;
+    PyObject *item;
+    if (kinds) {
+        int kind = K_EXTRA;
+        if (a != NULL && b == NULL)
+            kind = K_MISSING;
+        else if (a != NULL) {
+            kind = value_class(a_base + a->value, a->value_len);
+            if (kind != value_class(b_base + b->value, b->value_len))
+                kind = K_WALK;
+        }
+        PyObject *k = PyLong_FromLong(kind);
+        item = k ? PyTuple_Pack(2, key, k) : NULL;
+        Py_XDECREF(k);
+    } else {
+        PyObject *va = a ? PyBytes_FromStringAndSize((const char *)a_base + a->value, a->value_len) : Py_NewRef(Py_None);
+        PyObject *vb = b ? PyBytes_FromStringAndSize((const char *)b_base + b->value, b->value_len) : Py_NewRef(Py_None);
+        item = (va && vb) ? PyTuple_Pack(3, key, va, vb) : NULL;
+        Py_XDECREF(va);
+        Py_XDECREF(vb);
+    }
     Py_DECREF(key);
-    Py_XDECREF(va);
-    Py_XDECREF(vb);
     if (item == NULL)
         return -1;
     int failed = PyList_Append(out, item);
@@ -358,7 +466,7 @@ static inline int same_text(ptr a_base, const member *a, ptr b_base, const membe
     return a->value_len == b->value_len && memcmp(a_base + a->value, b_base + b->value, (size_t)a->value_len) == 0;
 }
 
-static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t b_len)
+static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t b_len, int kinds)
 {
     member a[MAX_MEMBERS], b[MAX_MEMBERS];
     short table[TABLE];
@@ -376,7 +484,7 @@ static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t 
     if (in_order) {  /* the same names in the same order: a has no two of a name, nor has b */
         for (int i = 0; i < na; i++) {
             if (!b[i].same && !same_text(a_base, &a[i], b_base, &b[i])
-                && add_member(out, a_base, &a[i], a_base, &a[i], b_base, &b[i]) < 0)
+                && add_member(out, kinds, a_base, &a[i], a_base, &a[i], b_base, &b[i]) < 0)
                 goto error;
         }
         return out;
@@ -399,7 +507,7 @@ static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t 
         const member *other = taken[i] ? &b[matched[i]] : NULL;
         if (other != NULL && same_text(a_base, &a[i], b_base, other))
             continue;
-        if (add_member(out, a_base, &a[i], a_base, &a[i], b_base, other) < 0)
+        if (add_member(out, kinds, a_base, &a[i], a_base, &a[i], b_base, other) < 0)
             goto error;
     }
     /* b's names that a lacks; b has no two of a name (checked now: they are not in a's table) */
@@ -410,7 +518,7 @@ static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t 
     }
     for (int j = 0; j < nb; j++) {
         if (find_name(table, a_base, a, b_base + b[j].key, b[j].key_len) < 0
-            && add_member(out, b_base, &b[j], a_base, NULL, b_base, &b[j]) < 0)
+            && add_member(out, kinds, b_base, &b[j], a_base, NULL, b_base, &b[j]) < 0)
             goto error;
     }
     return out;
@@ -426,10 +534,10 @@ PyDoc_STRVAR(differing_members_doc,
 "None when this cannot tell (not two objects, not valid JSON, a name with escapes or beyond ASCII,\n"
 "two members of one name, more than 256 members, nested deeper than 32): read them with msgspec then.");
 
-static PyObject *differing_members(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *two_texts(PyObject *const *args, Py_ssize_t nargs, int kinds)
 {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "differing_members() takes two arguments");
+        PyErr_SetString(PyExc_TypeError, "two texts expected");
         return NULL;
     }
     Py_buffer a, b;
@@ -439,14 +547,107 @@ static PyObject *differing_members(PyObject *module, PyObject *const *args, Py_s
         PyBuffer_Release(&a);
         return NULL;
     }
-    PyObject *result = differing((ptr)a.buf, a.len, (ptr)b.buf, b.len);
+    PyObject *result = differing((ptr)a.buf, a.len, (ptr)b.buf, b.len, kinds);
     PyBuffer_Release(&a);
     PyBuffer_Release(&b);
     return result;
 }
 
+static PyObject *differing_members(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return two_texts(args, nargs, 0);
+}
+
+PyDoc_STRVAR(changed_members_doc,
+"changed_members(a, b, /)\n--\n\n"
+"``differing_members`` without the texts: (name, kind) per member, kind 0 for two strings without\n"
+"escapes, 1 for two integers (not -0), 2 for true and false (their values differ, whatever the\n"
+"options but a float tolerance), 3 when the walk must decide, 4 missing from b, 5 only in b.");
+
+static PyObject *changed_members(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    return two_texts(args, nargs, 1);
+}
+
+/* Whether ``item`` is a (name, value) tuple of bytes whose name is ``want`` (lower case), in any case. */
+static int header_named(PyObject *item, const char *want, Py_ssize_t n, int *odd)
+{
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2 || !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 0))
+        || !PyBytes_CheckExact(PyTuple_GET_ITEM(item, 1))) {
+        *odd = 1;
+        return 0;
+    }
+    PyObject *name = PyTuple_GET_ITEM(item, 0);
+    if (PyBytes_GET_SIZE(name) != n)
+        return 0;
+    const char *s = PyBytes_AS_STRING(name);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != want[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* The index of the next header of ``list`` from ``i`` named ``want``: its length when none, -1 when
+ * the list holds something else than (bytes, bytes) tuples. */
+static Py_ssize_t next_named(PyObject *list, Py_ssize_t i, const char *want, Py_ssize_t n)
+{
+    Py_ssize_t size = PyList_GET_SIZE(list);
+    int odd = 0;
+    for (; i < size; i++) {
+        if (header_named(PyList_GET_ITEM(list, i), want, n, &odd))
+            return i;
+        if (odd)
+            return -1;
+    }
+    return size;
+}
+
+PyDoc_STRVAR(headers_agree_doc,
+"headers_agree(a, b, names, /)\n--\n\n"
+"True when two lists of (name, value) header bytes have no content-encoding and, for each of\n"
+"``names`` (lower-case bytes), the same values in the same order; False when they may not (the\n"
+"caller reads them itself then).");
+
+static PyObject *headers_agree(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyList_CheckExact(args[0]) || !PyList_CheckExact(args[1]) || !PyTuple_CheckExact(args[2]))
+        Py_RETURN_FALSE;
+    PyObject *a = args[0], *b = args[1], *names = args[2];
+    if (next_named(a, 0, "content-encoding", 16) != PyList_GET_SIZE(a)
+        || next_named(b, 0, "content-encoding", 16) != PyList_GET_SIZE(b))
+        Py_RETURN_FALSE;  /* or a list of something else */
+    for (Py_ssize_t j = 0; j < PyTuple_GET_SIZE(names); j++) {
+        PyObject *name = PyTuple_GET_ITEM(names, j);
+        if (!PyBytes_CheckExact(name))
+            Py_RETURN_FALSE;
+        const char *want = PyBytes_AS_STRING(name);
+        Py_ssize_t n = PyBytes_GET_SIZE(name);
+        Py_ssize_t i = next_named(a, 0, want, n), k = next_named(b, 0, want, n);
+        for (;;) {
+            int a_done = i == PyList_GET_SIZE(a), b_done = k == PyList_GET_SIZE(b);
+            if (a_done && b_done)
+                break;
+            if (a_done || b_done || i < 0 || k < 0)
+                Py_RETURN_FALSE;
+            PyObject *va = PyTuple_GET_ITEM(PyList_GET_ITEM(a, i), 1), *vb = PyTuple_GET_ITEM(PyList_GET_ITEM(b, k), 1);
+            if (PyBytes_GET_SIZE(va) != PyBytes_GET_SIZE(vb)
+                || memcmp(PyBytes_AS_STRING(va), PyBytes_AS_STRING(vb), (size_t)PyBytes_GET_SIZE(va)) != 0)
+                Py_RETURN_FALSE;
+            i = next_named(a, i + 1, want, n);
+            k = next_named(b, k + 1, want, n);
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"differing_members", (PyCFunction)(void (*)(void))differing_members, METH_FASTCALL, differing_members_doc},
+    {"changed_members", (PyCFunction)(void (*)(void))changed_members, METH_FASTCALL, changed_members_doc},
+    {"headers_agree", (PyCFunction)(void (*)(void))headers_agree, METH_FASTCALL, headers_agree_doc},
     {NULL, NULL, 0, NULL},
 };
 

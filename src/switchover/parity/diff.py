@@ -88,6 +88,16 @@ class DiffOptions:
         """The lengths of those names: most headers are passed over without lower-casing them."""
         return frozenset(len(n) for n in self.named_headers_raw)
 
+    @cached_property
+    def headers_raw(self) -> tuple[bytes, ...]:
+        """The headers compared, as the proxy holds their names (``rawjson.headers_agree``)."""
+        return tuple(n.encode("latin-1") for n in self.headers)
+
+    @cached_property
+    def top_keys(self) -> dict[tuple[str, int], str | None]:
+        """What a top-level member found by ``rawjson.changed_members`` adds (``_top_keys``)."""
+        return {}
+
     @classmethod
     def from_parity(cls, parity: Parity) -> DiffOptions:
         skip = {h.lower() for h in parity.ignore_headers}
@@ -504,6 +514,14 @@ def difference_keys_raw(stable: tuple[int, Iterable[tuple[bytes, bytes]], bytes]
         return {_ERROR_KEY}
     if status != c_status:
         return {_STATUS_KEY}
+    if (rawjson.headers_agree is not None and body != c_body
+            and (max_bytes is None or (len(body) <= max_bytes and len(c_body) <= max_bytes))
+            and isinstance(headers, list) and isinstance(c_headers, list)
+            and rawjson.headers_agree(headers, c_headers, opts.headers_raw)):
+        # No header compared differs, neither body is compressed: the bodies decide.
+        keys = _object_keys(body, c_body, opts)
+        if keys is not None:
+            return keys
     names, lengths = opts.named_headers_raw, opts.named_lengths
     sh, ch = _named_raw(headers, names, lengths), _named_raw(c_headers, names, lengths)
     if ("content-encoding" not in sh and "content-encoding" not in ch and body != c_body
@@ -524,6 +542,12 @@ def _object_keys(sb: bytes, cb: bytes, opts: DiffOptions) -> set[str] | None:
     What ``rawjson.RawWalk.objects`` and ``_KeyWalker`` find, in one function: most answers differ
     in a few top-level scalars (a timestamp, an id, a total), which are decided here; members that
     hold objects or arrays, or values of two types, go to the walk."""
+    if rawjson.changed_members is not None:
+        found = rawjson.changed_members(sb, cb)  # None: the compiled reader cannot tell
+        if found is not None:
+            top = _top_keys(found, opts)
+            if top is not None:
+                return top
     if not (rawjson.starts_object(sb) and rawjson.starts_object(cb)):
         return None
     ignored = opts.ignore.matches if opts.ignore else _nothing_ignored
@@ -564,6 +588,41 @@ def _object_keys(sb: bytes, cb: bytes, opts: DiffOptions) -> set[str] | None:
 
 
 _CONTAINERS = frozenset(b"{[")
+
+
+def _top_keys(found: list[tuple[str, int]], opts: DiffOptions) -> set[str] | None:
+    """The keys of the members ``rawjson.changed_members`` found, or None when one of them is for
+    the walk. What each (name, kind) adds is remembered: the same few members differ again and again."""
+    table = opts.top_keys
+    keys: set[str] = set()
+    for item in found:
+        if item in table:
+            key = table[item]
+        else:
+            key = table[item] = _top_key(item, opts)
+            if len(table) > _KEYS_MAX:
+                table.clear()
+        if key is None:
+            return None
+        if key:
+            keys.add(key)
+    return keys
+
+
+def _top_key(item: tuple[str, int], opts: DiffOptions) -> str | None:
+    """The key a top-level member of a kind adds: "" when ignored, None when the walk decides."""
+    name, kind = item
+    loc: Location = (name,)
+    if opts.ignore and (opts.ignore.matches(()) or opts.ignore.matches(loc)):
+        return ""
+    if kind == rawjson.MISSING:
+        return difference_key(loc, DiffKind.MISSING)
+    if kind == rawjson.EXTRA:
+        return difference_key(loc, DiffKind.EXTRA)
+    if kind in (rawjson.STRING, rawjson.BOOLEAN) or (kind == rawjson.INTEGER and not opts.float_tolerance):
+        return difference_key(loc, DiffKind.CHANGED)
+    return None
+
 
 
 _ERROR_KEY = f"error|{DiffKind.ERROR}"  # the keys of _diff_answers' first two differences

@@ -32,12 +32,22 @@ Raw = msgspec.Raw
 Text = bytes | msgspec.Raw
 Member = tuple[str, Text | None, Text | None]  # a name, and its value's text on each side (None: absent)
 
+# What ``changed_members`` says of a member: two strings without escapes, two integers, true and
+# false (values that differ whatever the options, but a float tolerance for integers), or the walk
+# decides; missing from the second text; only in the second.
+STRING, INTEGER, BOOLEAN, WALK, MISSING, EXTRA = range(6)
+
+_native: Callable[[Text, Text], list[Member] | None] | None = None
+changed_members: Callable[[Text, Text], list[tuple[str, int]] | None] | None = None
+headers_agree: Callable[[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], tuple[bytes, ...]], bool] | None = None
 try:  # the compiled reader (setup.py); without it, msgspec alone: the same results, slower
     from switchover.parity import _members
 except ImportError:  # pragma: no cover - an install without a C compiler
-    _native: Callable[[Text, Text], list[Member] | None] | None = None
+    pass
 else:
-    _native = _members.differing_members if _members.VERSION == 1 else None
+    if _members.VERSION == 1:
+        _native, changed_members, headers_agree = (_members.differing_members, _members.changed_members,
+                                                   _members.headers_agree)
 
 
 def differing_members(a: Text, b: Text) -> list[Member]:

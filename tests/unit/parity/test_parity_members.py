@@ -160,3 +160,30 @@ def test_the_compiled_reader_is_built_in_ci() -> None:
     if os.environ.get("CI") != "true":
         pytest.skip("only CI requires the compiled reader (an install without a C compiler falls back)")
     assert rawjson.native()
+
+
+@needs_native
+def test_changed_members_says_what_each_difference_is() -> None:
+    assert rawjson.changed_members is not None
+    a = b'{"s":"x","e":"\\u0078","i":10,"z":0,"f":1.5,"b":true,"n":null,"o":{"k":1},"t":"1","gone":1}'
+    b = b'{"s":"y","e":"y","i":11,"z":-0,"f":1.5e0,"b":false,"n":1,"o":{"k":2},"t":1,"new":[]}'
+    assert rawjson.changed_members(a, b) == [
+        ("s", rawjson.STRING), ("e", rawjson.WALK), ("i", rawjson.INTEGER), ("z", rawjson.WALK),
+        ("f", rawjson.WALK), ("b", rawjson.BOOLEAN), ("n", rawjson.WALK), ("o", rawjson.WALK),
+        ("t", rawjson.WALK), ("gone", rawjson.MISSING), ("new", rawjson.EXTRA)]
+    assert rawjson.changed_members(a, b"[1]") is None
+
+
+@needs_native
+def test_headers_agree_only_when_the_compared_headers_have_the_same_values() -> None:
+    agree = rawjson.headers_agree
+    assert agree is not None
+    names = (b"content-type", b"x-version")
+    base = [(b"Content-Type", b"application/json"), (b"Date", b"now"), (b"x-version", b"1")]
+    assert agree(base, [(b"date", b"later"), (b"X-Version", b"1"), (b"content-type", b"application/json")], names)
+    assert not agree(base, [(b"Content-Type", b"application/json"), (b"x-version", b"2")], names)
+    assert not agree(base, [(b"Content-Type", b"application/json")], names)  # one missing
+    assert not agree(base, [*base, (b"X-Version", b"1")], names)  # twice on one side
+    assert not agree([*base, (b"Content-Encoding", b"gzip")], base, names)  # the body must be decoded first
+    assert not agree(base, [("Content-Type", "application/json")], names)  # type: ignore[list-item]
+    assert agree(base, base, ())
