@@ -31,7 +31,7 @@ typedef struct {
 
 static inline ptr skip_ws(ptr p, ptr end)
 {
-    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     return p;
 }
@@ -110,7 +110,7 @@ static inline uint64_t specials(uint64_t w)
 /* p: just after an opening quote. Returns just after the closing quote, or NULL when the text is
  * not a valid string (UTF-8 included). *escaped is set when the string holds an escape. Eight bytes
  * at a time up to the next byte that needs a look. */
-static ptr skip_string(ptr p, ptr end, int *escaped)
+static ptr skip_string_rest(ptr p, ptr end, int *escaped)
 {
     while (p < end) {
 #if WORDS
@@ -166,6 +166,24 @@ static ptr skip_string(ptr p, ptr end, int *escaped)
         }
     }
     return NULL;
+}
+
+/* ``skip_string_rest``, its common case inline: a string without escapes nor bytes beyond ASCII. */
+static inline ptr skip_string(ptr p, ptr end, int *escaped)
+{
+#if WORDS
+    while (end - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t m = specials(w);
+        if (m != 0) {
+            p += __builtin_ctzll(m) >> 3;
+            return *p == '"' ? p + 1 : skip_string_rest(p, end, escaped);
+        }
+        p += 8;
+    }
+#endif
+    return skip_string_rest(p, end, escaped);
 }
 
 static inline int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
@@ -487,7 +505,7 @@ static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t 
                 && add_member(out, kinds, a_base, &a[i], a_base, &a[i], b_base, &b[i]) < 0)
                 goto error;
         }
-        return out;
+        goto done;
     }
     int matched[MAX_MEMBERS];  /* per member of a: the index of b's member of that name, or -1 */
     char taken[MAX_MEMBERS];
@@ -520,6 +538,12 @@ static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t 
         if (find_name(table, a_base, a, b_base + b[j].key, b[j].key_len) < 0
             && add_member(out, kinds, b_base, &b[j], a_base, NULL, b_base, &b[j]) < 0)
             goto error;
+    }
+done:
+    if (kinds) {
+        PyObject *t = PyList_AsTuple(out);
+        Py_DECREF(out);
+        return t;
     }
     return out;
 error:
@@ -560,8 +584,8 @@ static PyObject *differing_members(PyObject *module, PyObject *const *args, Py_s
 
 PyDoc_STRVAR(changed_members_doc,
 "changed_members(a, b, /)\n--\n\n"
-"``differing_members`` without the texts: (name, kind) per member, kind 0 for two strings without\n"
-"escapes, 1 for two integers (not -0), 2 for true and false (their values differ, whatever the\n"
+"``differing_members`` without the texts, as a tuple: (name, kind) per member, kind 0 for two\n"
+"strings without escapes, 1 for two integers (not -0), 2 for true and false (their values differ, whatever the\n"
 "options but a float tolerance), 3 when the walk must decide, 4 missing from b, 5 only in b.");
 
 static PyObject *changed_members(PyObject *module, PyObject *const *args, Py_ssize_t nargs)

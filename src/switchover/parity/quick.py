@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from switchover.parity import rawjson
 from switchover.parity.compare import Comparer
-from switchover.parity.diff import AnswerLike, difference_keys, difference_keys_raw
+from switchover.parity.diff import AnswerLike, difference_keys, difference_keys_raw, top_keys
 from switchover.traffic.proxy.hooks import RawPair
 
 QUICK_MAX_BYTES = 64 * 1024  # per body (the proxy's copy cap): two 50 KB answers that differ in a few members take ~50 us
 _ENDPOINTS_MAX = 4096  # distinct (method, path) remembered
+_FOUND_MAX = 4096  # distinct combinations of differing members remembered
 
 
 @dataclass
@@ -96,6 +98,11 @@ class QuickDiff:
         self.max_bytes = max_bytes
         self._endpoints: dict[tuple[str, str], str] = {}
         self._raw_endpoints: dict[tuple[bytes, bytes], str] = {}
+        # The compiled reader's fast path (keys_raw): what each combination of members found adds.
+        self._changed = rawjson.changed_members
+        self._headers_agree = rawjson.headers_agree
+        self._names = self.options.headers_raw
+        self._found: dict[tuple[tuple[str, int], ...], tuple[str, ...] | None] = {}
 
     def endpoint(self, method: str, path: str) -> str:
         """``Comparer.endpoint``, remembered: the same paths come again and again."""
@@ -123,6 +130,26 @@ class QuickDiff:
         """``keys`` of a pair as the proxy holds it (``hooks.RawPair``), decoding nothing it need not."""
         if raw[9] or len(raw[7]) > self.max_bytes or len(raw[12]) > self.max_bytes:
             return None
+        changed, agree = self._changed, self._headers_agree
+        if changed is not None and agree is not None and not raw[14] and raw[5] == raw[10]:
+            # Most pairs: two JSON objects that differ in a few top-level scalars, the compared
+            # headers the same. The compiled reader names the members (rawjson.py); what each
+            # combination of them adds is remembered.
+            sb, cb = raw[7], raw[12]
+            if sb != cb and isinstance(raw[6], list) and isinstance(raw[11], list) and \
+                    agree(raw[6], raw[11], self._names):
+                found = changed(sb, cb)
+                if found is not None:
+                    if found in self._found:
+                        known = self._found[found]
+                    else:
+                        top = top_keys(found, self.options)
+                        known = None if top is None else tuple(sorted(top))
+                        if len(self._found) >= _FOUND_MAX:
+                            self._found.clear()
+                        self._found[found] = known
+                    if known is not None:
+                        return known
         keys = difference_keys_raw((raw[5], raw[6], raw[7]), (raw[10], raw[11], raw[12], raw[14]), self.options,
                                    self.max_bytes)
         return None if keys is None else tuple(sorted(keys))

@@ -38,7 +38,7 @@ Member = tuple[str, Text | None, Text | None]  # a name, and its value's text on
 STRING, INTEGER, BOOLEAN, WALK, MISSING, EXTRA = range(6)
 
 _native: Callable[[Text, Text], list[Member] | None] | None = None
-changed_members: Callable[[Text, Text], list[tuple[str, int]] | None] | None = None
+changed_members: Callable[[Text, Text], tuple[tuple[str, int], ...] | None] | None = None
 headers_agree: Callable[[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], tuple[bytes, ...]], bool] | None = None
 try:  # the compiled reader (setup.py); without it, msgspec alone: the same results, slower
     from switchover.parity import _members
