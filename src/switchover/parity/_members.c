@@ -14,6 +14,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <string.h>
 
 #define MAX_DEPTH 32     /* containers inside a member: deeper documents go to msgspec */
@@ -29,11 +32,21 @@ typedef struct {
     int same;                     /* (second document) the same name and text as the first's at this index */
 } member;
 
-static inline ptr skip_ws(ptr p, ptr end)
+static ptr skip_ws_rest(ptr p, ptr end)
 {
-    while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         p++;
     return p;
+}
+
+/* Past whitespace; its common cases (none, one space) inline. */
+static inline ptr skip_ws(ptr p, ptr end)
+{
+    if (p < end && *p > ' ')
+        return p;
+    if (end - p >= 2 && p[0] == ' ' && p[1] > ' ')
+        return p + 1;
+    return skip_ws_rest(p, end);
 }
 
 static inline int hex_value(unsigned char c)
@@ -171,6 +184,20 @@ static ptr skip_string_rest(ptr p, ptr end, int *escaped)
 /* ``skip_string_rest``, its common case inline: a string without escapes nor bytes beyond ASCII. */
 static inline ptr skip_string(ptr p, ptr end, int *escaped)
 {
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'), control = _mm_set1_epi8(0x1f);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                                   _mm_cmpeq_epi8(_mm_min_epu8(v, control), v));  /* below 0x20 */
+        int m = _mm_movemask_epi8(hit) | _mm_movemask_epi8(v);  /* and the high bit: beyond ASCII */
+        if (m != 0) {
+            p += __builtin_ctz((unsigned)m);
+            return *p == '"' ? p + 1 : skip_string_rest(p, end, escaped);
+        }
+        p += 16;
+    }
+#endif
 #if WORDS
     while (end - p >= 8) {
         uint64_t w;
@@ -443,16 +470,30 @@ static int value_class(ptr v, Py_ssize_t n)
     return K_WALK;
 }
 
-/* Append to ``out`` (name, a's text or None, b's text or None), or with ``kinds`` (name, kind);
- * -1 on a Python error. */
-static int add_member(PyObject *out, int kinds, ptr key_base, const member *named, ptr a_base, const member *a,
-                      ptr b_base, const member *b)
+/* Where the differing members go: a list of (name, a's text, b's text), or with ``kinds`` a
+ * signature: each member as its name, NUL, its kind as a digit, NUL (names hold no NUL: JSON
+ * writes it escaped, and names with escapes are not read here). One str, not GC-tracked. */
+typedef struct {
+    int kinds;
+    PyObject *list;
+    char *sig;
+    Py_ssize_t len, cap;
+    char local[512];
+} found;
+
+static void found_free(found *f)
 {
-    PyObject *key = PyUnicode_DecodeUTF8((const char *)key_base + named->key, named->key_len, "strict");
-    if (key == NULL)
-        return -1;
-    PyObject *item;
-    if (kinds) {
+    Py_CLEAR(f->list);
+    if (f->sig != f->local)
+        PyMem_Free(f->sig);
+    f->sig = f->local;
+}
+
+/* -1 on a Python error. */
+static int add_member(found *f, ptr key_base, const member *named, ptr a_base, const member *a, ptr b_base,
+                      const member *b)
+{
+    if (f->kinds) {
         int kind = K_EXTRA;
         if (a != NULL && b == NULL)
             kind = K_MISSING;
@@ -461,20 +502,37 @@ static int add_member(PyObject *out, int kinds, ptr key_base, const member *name
             if (kind != value_class(b_base + b->value, b->value_len))
                 kind = K_WALK;
         }
-        PyObject *k = PyLong_FromLong(kind);
-        item = k ? PyTuple_Pack(2, key, k) : NULL;
-        Py_XDECREF(k);
-    } else {
-        PyObject *va = a ? PyBytes_FromStringAndSize((const char *)a_base + a->value, a->value_len) : Py_NewRef(Py_None);
-        PyObject *vb = b ? PyBytes_FromStringAndSize((const char *)b_base + b->value, b->value_len) : Py_NewRef(Py_None);
-        item = (va && vb) ? PyTuple_Pack(3, key, va, vb) : NULL;
-        Py_XDECREF(va);
-        Py_XDECREF(vb);
+        Py_ssize_t need = f->len + named->key_len + 3;
+        if (need > f->cap) {
+            Py_ssize_t cap = need > 2 * f->cap ? need : 2 * f->cap;
+            char *grown = PyMem_Malloc((size_t)cap);
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            memcpy(grown, f->sig, (size_t)f->len);
+            if (f->sig != f->local)
+                PyMem_Free(f->sig);
+            f->sig = grown;
+            f->cap = cap;
+        }
+        memcpy(f->sig + f->len, key_base + named->key, (size_t)named->key_len);
+        f->len += named->key_len;
+        f->sig[f->len++] = '\0';
+        f->sig[f->len++] = (char)('0' + kind);
+        f->sig[f->len++] = '\0';
+        return 0;
     }
-    Py_DECREF(key);
+    PyObject *key = PyUnicode_DecodeUTF8((const char *)key_base + named->key, named->key_len, "strict");
+    PyObject *va = a ? PyBytes_FromStringAndSize((const char *)a_base + a->value, a->value_len) : Py_NewRef(Py_None);
+    PyObject *vb = b ? PyBytes_FromStringAndSize((const char *)b_base + b->value, b->value_len) : Py_NewRef(Py_None);
+    PyObject *item = (key && va && vb) ? PyTuple_Pack(3, key, va, vb) : NULL;
+    Py_XDECREF(key);
+    Py_XDECREF(va);
+    Py_XDECREF(vb);
     if (item == NULL)
         return -1;
-    int failed = PyList_Append(out, item);
+    int failed = PyList_Append(f->list, item);
     Py_DECREF(item);
     return failed;
 }
@@ -484,71 +542,75 @@ static inline int same_text(ptr a_base, const member *a, ptr b_base, const membe
     return a->value_len == b->value_len && memcmp(a_base + a->value, b_base + b->value, (size_t)a->value_len) == 0;
 }
 
-static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t b_len, int kinds)
+/* 1 with the differing members in ``f``, 0 when this cannot tell, -1 on a Python error. */
+static int find_differing(found *f, ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t b_len)
 {
     member a[MAX_MEMBERS], b[MAX_MEMBERS];
     short table[TABLE];
     int na, nb;
     if (!read_members(a_base, a_len, a, &na, NULL, NULL, 0)
         || !read_members(b_base, b_len, b, &nb, a_base, a, na) || !index_names(table, a_base, a, na))
-        Py_RETURN_NONE;
+        return 0;
     int in_order = na == nb;
     for (int i = 0; in_order && i < nb; i++)
         in_order = b[i].same || (b[i].key_len == a[i].key_len
                                  && memcmp(a_base + a[i].key, b_base + b[i].key, (size_t)a[i].key_len) == 0);
-    PyObject *out = PyList_New(0);
-    if (out == NULL)
-        return NULL;
     if (in_order) {  /* the same names in the same order: a has no two of a name, nor has b */
         for (int i = 0; i < na; i++) {
             if (!b[i].same && !same_text(a_base, &a[i], b_base, &b[i])
-                && add_member(out, kinds, a_base, &a[i], a_base, &a[i], b_base, &b[i]) < 0)
-                goto error;
+                && add_member(f, a_base, &a[i], a_base, &a[i], b_base, &b[i]) < 0)
+                return -1;
         }
-        goto done;
+        return 1;
     }
-    int matched[MAX_MEMBERS];  /* per member of a: the index of b's member of that name, or -1 */
+    int matched[MAX_MEMBERS];  /* per member of a taken: the index of b's member of that name */
     char taken[MAX_MEMBERS];
     memset(taken, 0, sizeof(taken));
     for (int j = 0; j < nb; j++) {
         int i = find_name(table, a_base, a, b_base + b[j].key, b[j].key_len);
         if (i >= 0) {
-            if (taken[i]) {  /* two members of b of one name */
-                Py_DECREF(out);
-                Py_RETURN_NONE;
-            }
+            if (taken[i])
+                return 0;  /* two members of b of one name */
             taken[i] = 1;
             matched[i] = j;
         }
     }
+    short b_table[TABLE];
+    if (!index_names(b_table, b_base, b, nb))
+        return 0;  /* two members of b of one name that a lacks */
     for (int i = 0; i < na; i++) {
         const member *other = taken[i] ? &b[matched[i]] : NULL;
         if (other != NULL && same_text(a_base, &a[i], b_base, other))
             continue;
-        if (add_member(out, kinds, a_base, &a[i], a_base, &a[i], b_base, other) < 0)
-            goto error;
+        if (add_member(f, a_base, &a[i], a_base, &a[i], b_base, other) < 0)
+            return -1;
     }
-    /* b's names that a lacks; b has no two of a name (checked now: they are not in a's table) */
-    short b_table[TABLE];
-    if (!index_names(b_table, b_base, b, nb)) {
-        Py_DECREF(out);
-        Py_RETURN_NONE;
-    }
-    for (int j = 0; j < nb; j++) {
+    for (int j = 0; j < nb; j++) {  /* b's names that a lacks */
         if (find_name(table, a_base, a, b_base + b[j].key, b[j].key_len) < 0
-            && add_member(out, kinds, b_base, &b[j], a_base, NULL, b_base, &b[j]) < 0)
-            goto error;
+            && add_member(f, b_base, &b[j], a_base, NULL, b_base, &b[j]) < 0)
+            return -1;
     }
-done:
-    if (kinds) {
-        PyObject *t = PyList_AsTuple(out);
-        Py_DECREF(out);
-        return t;
-    }
-    return out;
-error:
-    Py_DECREF(out);
-    return NULL;
+    return 1;
+}
+
+static PyObject *differing(ptr a_base, Py_ssize_t a_len, ptr b_base, Py_ssize_t b_len, int kinds)
+{
+    found f;
+    f.kinds = kinds;
+    f.list = NULL;
+    f.sig = f.local;
+    f.len = 0;
+    f.cap = sizeof(f.local);
+    if (!kinds && (f.list = PyList_New(0)) == NULL)
+        return NULL;
+    int done = find_differing(&f, a_base, a_len, b_base, b_len);
+    PyObject *result = NULL;
+    if (done == 0)
+        result = Py_NewRef(Py_None);
+    else if (done > 0)
+        result = kinds ? PyUnicode_DecodeASCII(f.sig, f.len, "strict") : Py_NewRef(f.list);
+    found_free(&f);
+    return result;
 }
 
 PyDoc_STRVAR(differing_members_doc,
@@ -584,9 +646,10 @@ static PyObject *differing_members(PyObject *module, PyObject *const *args, Py_s
 
 PyDoc_STRVAR(changed_members_doc,
 "changed_members(a, b, /)\n--\n\n"
-"``differing_members`` without the texts, as a tuple: (name, kind) per member, kind 0 for two\n"
-"strings without escapes, 1 for two integers (not -0), 2 for true and false (their values differ, whatever the\n"
-"options but a float tolerance), 3 when the walk must decide, 4 missing from b, 5 only in b.");
+"``differing_members`` without the texts, as one str: per member its name, NUL, its kind as a digit,\n"
+"NUL. Kinds: 0 two strings without escapes, 1 two integers (not -0), 2 true and false (values that\n"
+"differ whatever the options but a float tolerance), 3 the walk decides, 4 missing from b, 5 only in b.\n"
+"None when this cannot tell.");
 
 static PyObject *changed_members(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {

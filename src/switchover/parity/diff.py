@@ -545,7 +545,7 @@ def _object_keys(sb: bytes, cb: bytes, opts: DiffOptions) -> set[str] | None:
     if rawjson.changed_members is not None:
         found = rawjson.changed_members(sb, cb)  # None: the compiled reader cannot tell
         if found is not None:
-            top = top_keys(found, opts)
+            top = top_keys(rawjson.kinds_of(found), opts)
             if top is not None:
                 return top
     if not (rawjson.starts_object(sb) and rawjson.starts_object(cb)):
@@ -590,7 +590,7 @@ def _object_keys(sb: bytes, cb: bytes, opts: DiffOptions) -> set[str] | None:
 _CONTAINERS = frozenset(b"{[")
 
 
-def top_keys(found: tuple[tuple[str, int], ...], opts: DiffOptions) -> set[str] | None:
+def top_keys(found: list[tuple[str, int]], opts: DiffOptions) -> set[str] | None:
     """The keys of the members ``rawjson.changed_members`` found, or None when one of them is for
     the walk. What each (name, kind) adds is remembered: the same few members differ again and again."""
     table = opts.top_keys

@@ -102,7 +102,7 @@ class QuickDiff:
         self._changed = rawjson.changed_members
         self._headers_agree = rawjson.headers_agree
         self._names = self.options.headers_raw
-        self._found: dict[tuple[tuple[str, int], ...], tuple[str, ...] | None] = {}
+        self._found: dict[str, tuple[str, ...] | None] = {}  # by changed_members' signature
 
     def endpoint(self, method: str, path: str) -> str:
         """``Comparer.endpoint``, remembered: the same paths come again and again."""
@@ -143,7 +143,7 @@ class QuickDiff:
                     if found in self._found:
                         known = self._found[found]
                     else:
-                        top = top_keys(found, self.options)
+                        top = top_keys(rawjson.kinds_of(found), self.options)
                         known = None if top is None else tuple(sorted(top))
                         if len(self._found) >= _FOUND_MAX:
                             self._found.clear()

@@ -38,7 +38,7 @@ Member = tuple[str, Text | None, Text | None]  # a name, and its value's text on
 STRING, INTEGER, BOOLEAN, WALK, MISSING, EXTRA = range(6)
 
 _native: Callable[[Text, Text], list[Member] | None] | None = None
-changed_members: Callable[[Text, Text], tuple[tuple[str, int], ...] | None] | None = None
+changed_members: Callable[[Text, Text], str | None] | None = None  # a signature: ``kinds_of`` reads it
 headers_agree: Callable[[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], tuple[bytes, ...]], bool] | None = None
 try:  # the compiled reader (setup.py); without it, msgspec alone: the same results, slower
     from switchover.parity import _members
@@ -48,6 +48,12 @@ else:
     if _members.VERSION == 1:
         _native, changed_members, headers_agree = (_members.differing_members, _members.changed_members,
                                                    _members.headers_agree)
+
+
+def kinds_of(signature: str) -> list[tuple[str, int]]:
+    """(name, kind) of each member in what ``changed_members`` returns (name NUL kind NUL, ...)."""
+    parts = signature.split("\0")
+    return [(parts[i], int(parts[i + 1])) for i in range(0, len(parts) - 1, 2)]
 
 
 def differing_members(a: Text, b: Text) -> list[Member]:
