@@ -233,6 +233,8 @@ class ProcessSink:
                 self._diff_held()
 
     def _diff_held(self) -> None:
+        """The cheap path (quick.py) for the pairs held, one after the other; what it leaves goes to
+        the worker. The clock is read once per pair: what a pair took is the time since the last."""
         held, self._held = self._held, []
         if not held:
             return
@@ -241,23 +243,59 @@ class ProcessSink:
         # request at mirror 20%, benchmarks/parity/sink_cost.py).
         collecting = gc.isenabled()
         gc.disable()
-        until = time.perf_counter() + _SLICE
+        clock = time.perf_counter
+        last = clock()
+        until = last + _SLICE
+        if last - self._window >= _WINDOW:
+            self._window, self._spent = last, 0.0
+            if last >= self._slow_until:
+                self._slow.clear()  # endpoints found slow are tried again after a while
+                self._cost.clear()
+                self._slow_until = last + _SLOW_FORGIVEN
+        quick, counts, cost, slow = self._quick, self._counts, self._cost, self._slow
+        share = QUICK_SHARE * _WINDOW
+        compared = self.quick
         done = 0
         try:
             for raw in held:
                 done += 1
-                try:
-                    kind = self._diff_here(raw)
-                except Exception:  # an odd answer (nested beyond the parsers' depth...) never reaches users
-                    self._diff_failed(raw)
-                    kind = PAIR
+                kind = PAIR  # unless settled here
+                if self._spent < share or not self._spent:  # else the loop has given parity its share (the worker diffs it)
+                    endpoint = quick.endpoint_raw(raw[0], raw[1])
+                    if endpoint not in slow:
+                        try:
+                            keys = quick.keys_raw(raw)
+                        except Exception:  # an odd answer (nested beyond the parsers' depth...) never reaches users
+                            self._diff_failed(raw, endpoint)
+                            keys = None
+                        now = clock()
+                        spent, last = now - last, now
+                        self._spent += spent
+                        self.quick_seconds += spent
+                        # Answers that take long to diff (long unordered arrays, reorderings) are the
+                        # worker's job. A moving average, so that a pair that only waited for the CPU
+                        # (wall time) does not count.
+                        average = cost.get(endpoint, 0.0)
+                        average += (spent - average) / 16
+                        cost[endpoint] = average
+                        if average > _SLOW_PAIR:
+                            slow.add(endpoint)
+                        if keys is not None:
+                            if keys and self._pick.wants_sample(endpoint):
+                                kind = SAMPLE  # the worker diffs it in full and keeps it as a sample
+                            else:
+                                counts.add(endpoint, raw[4], keys)
+                                self.quick += 1
+                                kind = 0
                 if kind:
                     self._to_worker(raw, kind)
-                if time.perf_counter() >= until:
+                if last >= until:
                     break  # users' requests wait no longer than a slice: the rest in the next turn
         finally:
             if collecting:
                 gc.enable()
+        if self.quick != compared and self._ship_at is None:  # a ship planned already comes within _COUNT_EVERY
+            self._schedule(_COUNT_EVERY)
         if done < len(held):
             self._held[:0] = held[done:]
             try:
@@ -265,47 +303,11 @@ class ProcessSink:
             except RuntimeError:
                 self._diff_held()
 
-    def _diff_failed(self, raw: RawPair) -> None:
+    def _diff_failed(self, raw: RawPair, endpoint: str) -> None:
         """The worker takes the pair (its full diff says what it makes of it); said once per endpoint."""
-        endpoint = self._quick.endpoint_raw(raw[0], raw[1])
         if endpoint not in self._failed:
             self._failed.add(endpoint)
             log.exception("parity: the proxy's diff failed for %s; such pairs go to the worker", endpoint)
-
-    def _diff_here(self, raw: RawPair) -> int:
-        """The cheap path (quick.py): 0 when settled here, else the kind of frame the worker gets."""
-        start = time.perf_counter()
-        if start - self._window >= _WINDOW:
-            self._window, self._spent = start, 0.0
-            if start >= self._slow_until:
-                self._slow.clear()  # endpoints found slow are tried again after a while
-                self._cost.clear()
-                self._slow_until = start + _SLOW_FORGIVEN
-        elif self._spent >= QUICK_SHARE * _WINDOW:
-            return PAIR  # the loop has given parity its share: users first, the worker diffs it
-        endpoint = self._quick.endpoint_raw(raw[0], raw[1])
-        if endpoint in self._slow:
-            return PAIR
-        keys = self._quick.keys_raw(raw)
-        spent = time.perf_counter() - start
-        self._spent += spent
-        self.quick_seconds += spent
-        # Answers that take long to diff (long unordered arrays, reorderings) are the worker's job.
-        # A moving average, so that a pair that only waited for the CPU (wall time) does not count.
-        cost = self._cost.get(endpoint, 0.0)
-        cost += (spent - cost) / 16
-        self._cost[endpoint] = cost
-        if cost > _SLOW_PAIR:
-            self._slow.add(endpoint)
-        if keys is None:
-            return PAIR
-        if keys and self._pick.wants_sample(endpoint):
-            return SAMPLE  # the worker diffs it in full and keeps it as a sample
-        self._counts.add(endpoint, raw[4], keys)
-        self.quick += 1
-        if self._ship_at is None:  # a ship planned already comes within _COUNT_EVERY
-            self._schedule(_COUNT_EVERY)
-        return 0
 
     def _drop(self) -> None:
         self.dropped += 1
