@@ -21,33 +21,50 @@ from switchover.traffic.proxy.hooks import RawPair
 
 QUICK_MAX_BYTES = 64 * 1024  # per body (the proxy's copy cap): two 50 KB answers that differ in a few members take ~50 us
 _ENDPOINTS_MAX = 4096  # distinct (method, path) remembered
+_METHODS_MAX = 64  # distinct methods remembered (a client may send any token)
 _FOUND_MAX = 4096  # distinct combinations of differing members remembered
 
 
 @dataclass
 class Counts:
     """What ``MismatchStore.record`` would add for a run of comparisons without noise, summed:
-    per endpoint [compared, first at, last at], per (endpoint, field|kind) the answers that differed
-    in it, per (endpoint, sorted keys) the answers that differed in exactly those."""
+    per endpoint [compared, first at, last at], per endpoint and sorted keys (field|kind) the
+    answers that differed in exactly those (``signatures``), and from them per (endpoint, key) the
+    answers that differed in it (``fields``). Kept per endpoint, per keys: adding a comparison makes
+    no new object (the proxy adds one per mirrored pair, on its loop)."""
 
     endpoints: dict[str, list[float]] = field(default_factory=dict)
-    fields: dict[tuple[str, str], int] = field(default_factory=dict)
-    signatures: dict[tuple[str, tuple[str, ...]], int] = field(default_factory=dict)
+    differing: dict[str, dict[tuple[str, ...], int]] = field(default_factory=dict)  # endpoint: keys: answers
     skipped: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # (endpoint, why): [n, first, last]
     compared: int = 0
 
     def __bool__(self) -> bool:
         return self.compared > 0 or bool(self.skipped)
 
+    @property
+    def signatures(self) -> dict[tuple[str, tuple[str, ...]], int]:
+        """Per (endpoint, sorted keys): the answers that differed in exactly those."""
+        return {(ep, keys): n for ep, by_keys in self.differing.items() for keys, n in by_keys.items()}
+
+    @property
+    def fields(self) -> dict[tuple[str, str], int]:
+        """Per (endpoint, key): the answers that differed in it."""
+        out: dict[tuple[str, str], int] = {}
+        for ep, by_keys in self.differing.items():
+            for keys, n in by_keys.items():
+                for key in keys:
+                    out[(ep, key)] = out.get((ep, key), 0) + n
+        return out
+
     def merge(self, other: Counts) -> None:
         """Add counts summed elsewhere."""
         self.compared += other.compared
         _add_spans(self.endpoints, other.endpoints)
         _add_spans(self.skipped, other.skipped)
-        for fk, n in other.fields.items():
-            self.fields[fk] = self.fields.get(fk, 0) + n
-        for sk, n in other.signatures.items():
-            self.signatures[sk] = self.signatures.get(sk, 0) + n
+        for ep, by_keys in other.differing.items():
+            mine = self.differing.setdefault(ep, {})
+            for keys, n in by_keys.items():
+                mine[keys] = mine.get(keys, 0) + n
 
     def skip(self, endpoint: str, at: float, reason: str) -> None:
         """A pair of ``endpoint`` not compared, and why (``too_large``)."""
@@ -71,11 +88,10 @@ class Counts:
             if at > ep[2]:
                 ep[2] = at
         if keys:
-            for key in keys:
-                fk = (endpoint, key)
-                self.fields[fk] = self.fields.get(fk, 0) + 1
-            sk = (endpoint, keys)
-            self.signatures[sk] = self.signatures.get(sk, 0) + 1
+            by_keys = self.differing.get(endpoint)
+            if by_keys is None:
+                by_keys = self.differing[endpoint] = {}
+            by_keys[keys] = by_keys.get(keys, 0) + 1
 
 
 def _add_spans(mine: dict[Any, list[float]], other: dict[Any, list[float]]) -> None:
@@ -97,7 +113,7 @@ class QuickDiff:
         self.options = comparer.options
         self.max_bytes = max_bytes
         self._endpoints: dict[tuple[str, str], str] = {}
-        self._raw_endpoints: dict[tuple[bytes, bytes], str] = {}
+        self._raw_endpoints: dict[bytes, dict[bytes, str]] = {}  # method: target: endpoint
         # The compiled reader's fast path (keys_raw): what each combination of members found adds.
         self._changed = rawjson.changed_members
         self._headers_agree = rawjson.headers_agree
@@ -116,14 +132,19 @@ class QuickDiff:
         return ep
 
     def endpoint_raw(self, method: bytes, target: bytes) -> str:
-        """``endpoint`` of the method and target as the proxy holds them."""
-        key = (method, target)
-        ep = self._raw_endpoints.get(key)
+        """``endpoint`` of the method and target as the proxy holds them (per method, per target:
+        no key to build for each pair)."""
+        by_target = self._raw_endpoints.get(method)
+        if by_target is None:
+            if len(self._raw_endpoints) >= _METHODS_MAX:
+                self._raw_endpoints.clear()
+            by_target = self._raw_endpoints[method] = {}
+        ep = by_target.get(target)
         if ep is None:
             ep = self.endpoint(method.decode("latin-1"), target.decode("latin-1"))
-            if len(self._raw_endpoints) >= _ENDPOINTS_MAX:
-                self._raw_endpoints.clear()
-            self._raw_endpoints[key] = ep
+            if len(by_target) >= _ENDPOINTS_MAX:
+                by_target.clear()
+            by_target[target] = ep
         return ep
 
     def keys_raw(self, raw: RawPair) -> tuple[str, ...] | None:
