@@ -265,25 +265,20 @@ static ptr skip_value(ptr p, ptr end)
             return NULL;
         switch (*p) {
         case '{':
+        case '[': {
+            unsigned char close = *p == '{' ? '}' : ']';
             if (depth == MAX_DEPTH)
                 return NULL;
             p = skip_ws(p + 1, end);
-            if (p < end && *p == '}') {
+            if (p < end && *p == close) {
                 p++;
                 break;
             }
-            open[depth++] = '}';
+            open[depth++] = close;
+            if (close == ']')
+                continue;  /* a value next */
             goto name;
-        case '[':
-            if (depth == MAX_DEPTH)
-                return NULL;
-            p = skip_ws(p + 1, end);
-            if (p < end && *p == ']') {
-                p++;
-                break;
-            }
-            open[depth++] = ']';
-            continue;
+        }
         case '"':
             p = skip_string(p + 1, end, &escaped);
             break;
