@@ -2,6 +2,7 @@
 
     flock /tmp/bench.lock .venv/bin/python benchmarks/parity/sink_cost.py [--rounds 5] [--kb 2] [--sinks none,sink]
     flock /tmp/bench.lock .venv/bin/python benchmarks/parity/sink_cost.py --instructions 2000 --rounds 1 --sinks off,none,sink
+    ... --instructions 2000 --rounds 1 --sinks take,sink --keep-profiles /tmp/prof   # then callgrind_annotate
 
 Our own nginx serves the two answers (as ``proxy_mirror.py``); for each sink in turn a child
 process runs the proxy (mirror 20%) and wrk drives it; the child reports its CPU time per user
